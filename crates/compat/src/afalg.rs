@@ -69,7 +69,8 @@ mod imp {
 
     pub(super) fn available() -> bool {
         // SAFETY: socket() has no memory arguments; a returned fd is closed at once.
-        let fd = unsafe { libc::socket(libc::AF_ALG, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
+        let fd =
+            unsafe { libc::socket(libc::AF_ALG, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
         if fd >= 0 {
             // SAFETY: we own `fd`, just created.
             unsafe { libc::close(fd) };
@@ -186,6 +187,9 @@ mod imp {
         _assoclen: Option<u32>,
         _flags: i32,
     ) -> io::Result<usize> {
-        Err(io::Error::new(io::ErrorKind::Unsupported, "AF_ALG exists only on Linux"))
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "AF_ALG exists only on Linux",
+        ))
     }
 }

@@ -70,10 +70,16 @@ pub fn socket_sendfile(
     let sock = sock.as_fd();
     check_stream_socket(sock)?;
     if count == Some(0) {
-        return Err(invalid("count", "must be positive (None means until end of file)"));
+        return Err(invalid(
+            "count",
+            "must be positive (None means until end of file)",
+        ));
     }
     if offset > i64::MAX as u64 {
-        return Err(invalid("offset", &format!("{offset} is larger than i64::MAX")));
+        return Err(invalid(
+            "offset",
+            &format!("{offset} is larger than i64::MAX"),
+        ));
     }
     let stat = fstat(file.as_fd()).ok();
     if let Some(st) = stat.as_ref().filter(|s| s.kind == Kind::Regular) {

@@ -5,7 +5,7 @@ use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use crate::sys;
 
@@ -158,7 +158,7 @@ impl PipePool {
         s.outstanding.fetch_add(1, Relaxed);
         Ok(PooledPipe {
             pipe: Some(pipe),
-            pool: Arc::clone(&self.shared),
+            pool: Arc::downgrade(&self.shared),
         })
     }
 
@@ -185,7 +185,9 @@ impl PipePool {
 /// you already know the pipe is dirty (a failed or cancelled transfer) to skip the check.
 pub struct PooledPipe {
     pipe: Option<Pipe>,
-    pool: Arc<Shared>,
+    /// Weak: once every `PipePool` handle is gone the idle pipes are closed, and a pipe
+    /// returned after that is closed too.
+    pool: Weak<Shared>,
 }
 
 impl fmt::Debug for PooledPipe {
@@ -226,8 +228,10 @@ impl PooledPipe {
     /// Closes the pipe instead of returning it (counted as `discarded`).
     pub fn discard(mut self) {
         let pipe = self.pipe.take();
-        self.pool.outstanding.fetch_sub(1, Relaxed);
-        self.pool.discarded.fetch_add(1, Relaxed);
+        if let Some(pool) = self.pool.upgrade() {
+            pool.outstanding.fetch_sub(1, Relaxed);
+            pool.discarded.fetch_add(1, Relaxed);
+        }
         drop(pipe);
     }
 }
@@ -237,7 +241,9 @@ impl Drop for PooledPipe {
         let Some(pipe) = self.pipe.take() else {
             return; // already discarded
         };
-        let pool = &self.pool;
+        let Some(pool) = self.pool.upgrade() else {
+            return; // the pool is gone: close
+        };
         pool.outstanding.fetch_sub(1, Relaxed);
         match sys::unread_bytes(pipe.reader.as_fd()) {
             Ok(0) => {}

@@ -84,7 +84,11 @@ fn raw_sendfile(
             flags.bits() as libc::c_int,
         )
     };
-    let res = if r == -1 { Err(io::Error::last_os_error()) } else { Ok(()) };
+    let res = if r == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    };
     (res, sbytes as usize)
 }
 
@@ -108,9 +112,17 @@ fn raw_sendfile(
             .map(|i| unsafe { (*h.headers.add(i)).iov_len })
             .sum()
     };
-    let mut len: libc::off_t = if count == 0 { 0 } else { (count + hlen) as libc::off_t };
+    let mut len: libc::off_t = if count == 0 {
+        0
+    } else {
+        (count + hlen) as libc::off_t
+    };
     // SAFETY: as for FreeBSD; `len` is a live local the kernel updates.
     let r = unsafe { libc::sendfile(in_.as_raw_fd(), out.as_raw_fd(), off, &mut len, hdtr, 0) };
-    let res = if r == -1 { Err(io::Error::last_os_error()) } else { Ok(()) };
+    let res = if r == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    };
     (res, len as usize)
 }

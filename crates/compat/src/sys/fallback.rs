@@ -73,13 +73,21 @@ pub(crate) fn sendfile(
     offset: Option<i64>,
     count: usize,
 ) -> io::Result<usize> {
-    if !matches!(fstat(in_)?.kind, Kind::Regular | Kind::Block) {
-        return Err(os_err(libc::EINVAL)); // sendfile needs an mmap-able source
+    match fstat(in_)?.kind {
+        _ if count == 0 => Ok(0),
+        Kind::Regular | Kind::Block => {
+            copy_seekable(in_, offset, count, |b| write_nosignal(out, b))
+        }
+        // Linux 6.x reads sockets too (splice_read); an offset cannot apply to them.
+        Kind::Socket if offset.is_some() => Err(os_err(libc::ESPIPE)),
+        Kind::Socket => {
+            let mut buf = vec![0u8; count.min(CHUNK)];
+            let n = read(in_, &mut buf)?;
+            write_all_waiting(out, &buf[..n])?;
+            Ok(n)
+        }
+        _ => Err(os_err(libc::EINVAL)), // pipes and the rest are not sendfile sources
     }
-    if count == 0 {
-        return Ok(0);
-    }
-    copy_seekable(in_, offset, count, |b| write_nosignal(out, b))
 }
 
 pub(crate) fn sendfile_with(

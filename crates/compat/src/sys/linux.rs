@@ -28,8 +28,10 @@ pub(crate) fn sendfile(
     // SAFETY: the offset pointer is null or points at a live local loff_t; the fds are
     // borrowed, so they stay open for the call. Any EINTR retry restarts from `off`,
     // which the kernel only updates on success.
-    cvt_r(|| unsafe { libc::sendfile64(out.as_raw_fd(), in_.as_raw_fd(), off_ptr(&mut off), count) })
-        .map(|n| n as usize)
+    cvt_r(|| unsafe {
+        libc::sendfile64(out.as_raw_fd(), in_.as_raw_fd(), off_ptr(&mut off), count)
+    })
+    .map(|n| n as usize)
 }
 
 pub(crate) fn sendfile_with(

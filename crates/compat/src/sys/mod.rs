@@ -29,9 +29,15 @@ mod linux;
 #[cfg(all(target_os = "linux", not(ferry_force_fallback)))]
 pub(crate) use linux::*;
 
-#[cfg(all(any(target_os = "macos", target_os = "freebsd"), not(ferry_force_fallback)))]
+#[cfg(all(
+    any(target_os = "macos", target_os = "freebsd"),
+    not(ferry_force_fallback)
+))]
 mod bsd;
-#[cfg(all(any(target_os = "macos", target_os = "freebsd"), not(ferry_force_fallback)))]
+#[cfg(all(
+    any(target_os = "macos", target_os = "freebsd"),
+    not(ferry_force_fallback)
+))]
 pub(crate) use bsd::*;
 
 #[cfg(any(

@@ -27,7 +27,11 @@ pub(crate) fn new_pipe(nonblocking: bool, _want: usize) -> io::Result<(OwnedFd, 
             cvt(libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC))?;
             if nonblocking {
                 let fl = cvt(libc::fcntl(fd.as_raw_fd(), libc::F_GETFL))?;
-                cvt(libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK))?;
+                cvt(libc::fcntl(
+                    fd.as_raw_fd(),
+                    libc::F_SETFL,
+                    fl | libc::O_NONBLOCK,
+                ))?;
             }
         }
     }

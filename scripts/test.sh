@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The project's test command (README.md): format, lints, the whole suite, then the
+# suite again with the portable fallbacks forced (compat's read/write emulation and
+# the engine's blocking backend).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-test-deps.sh
+
+step() { printf '\n== %s\n' "$*" >&2; }
+
+step "format"
+cargo fmt --all -- --check
+step "clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+step "tests (default: linux syscalls, io_uring backend)"
+cargo test --workspace
+if [ -d crates/engine ]; then
+    step "tests with FERRY_BACKEND=blocking"
+    FERRY_BACKEND=blocking cargo test --workspace
+fi
+step "clippy + tests with --cfg ferry_force_fallback (portable fallback forced)"
+export RUSTFLAGS="--cfg ferry_force_fallback" RUSTDOCFLAGS="--cfg ferry_force_fallback"
+export CARGO_TARGET_DIR=target/fallback
+cargo clippy --workspace --all-targets -- -D warnings
+FERRY_BACKEND=blocking cargo test --workspace
+unset RUSTFLAGS RUSTDOCFLAGS CARGO_TARGET_DIR
+if [ -d crates/cli ]; then
+    step "ferry bench --quick (smoke: every method's bytes verified, JSON parses)"
+    scripts/bench-smoke.sh
+fi
+step "all green"
