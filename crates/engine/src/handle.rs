@@ -1,0 +1,230 @@
+//! Transfer handles: where a completion is delivered (blocking `wait`, `Future`, both).
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use crate::transfer::TransferKind;
+
+/// What a successful transfer did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Completed {
+    /// Body bytes moved from `src` to `dst` (header and trailer not included).
+    pub bytes: u64,
+    /// Header bytes written.
+    pub header_bytes: u64,
+    /// Trailer bytes written.
+    pub trailer_bytes: u64,
+    /// What kind of transfer it was.
+    pub kind: TransferKind,
+    /// Time from submit until the engine started it (queueing).
+    pub queued: Duration,
+    /// Time from start until the last byte was written.
+    pub elapsed: Duration,
+}
+
+/// The error of a failed transfer, found inside the `io::Error` it returns
+/// (`err.get_ref()` / [`TransferError::of`]). The `io::Error`'s kind is the kernel
+/// error's kind (or `TimedOut`, `Interrupted`, `UnexpectedEof`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferError {
+    /// The kernel's errno, when the failure came from the kernel.
+    pub errno: Option<i32>,
+    /// Body bytes moved before the failure.
+    pub bytes: u64,
+    /// What happened.
+    pub reason: String,
+}
+
+impl TransferError {
+    /// The `TransferError` inside an error returned by a transfer, if any.
+    pub fn of(err: &io::Error) -> Option<&TransferError> {
+        err.get_ref()?.downcast_ref()
+    }
+
+    pub(crate) fn into_io(self, kind: io::ErrorKind) -> io::Error {
+        io::Error::new(kind, self)
+    }
+
+    /// From a kernel errno.
+    pub(crate) fn os(errno: i32, bytes: u64) -> io::Error {
+        let kind = io::Error::from_raw_os_error(errno).kind();
+        TransferError {
+            errno: Some(errno),
+            bytes,
+            reason: io::Error::from_raw_os_error(errno).to_string(),
+        }
+        .into_io(kind)
+    }
+
+    pub(crate) fn new(kind: io::ErrorKind, bytes: u64, reason: impl Into<String>) -> io::Error {
+        TransferError {
+            errno: None,
+            bytes,
+            reason: reason.into(),
+        }
+        .into_io(kind)
+    }
+}
+
+impl fmt::Display for TransferError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} after {} body bytes", self.reason, self.bytes)
+    }
+}
+
+impl std::error::Error for TransferError {}
+
+#[derive(Default)]
+struct State {
+    result: Option<io::Result<Completed>>,
+    taken: bool,
+    waker: Option<Waker>,
+}
+
+/// Shared between a handle and the backend running the transfer.
+pub(crate) struct Slot {
+    state: Mutex<State>,
+    cv: Condvar,
+    pub(crate) cancel: AtomicBool,
+    pub(crate) id: u64,
+    canceller: Box<dyn Fn(u64) + Send + Sync>,
+    on_done: Box<dyn Fn() + Send + Sync>,
+}
+
+impl Slot {
+    pub(crate) fn new(
+        id: u64,
+        canceller: Box<dyn Fn(u64) + Send + Sync>,
+        on_done: Box<dyn Fn() + Send + Sync>,
+    ) -> Arc<Slot> {
+        Arc::new(Slot {
+            state: Mutex::new(State::default()),
+            cv: Condvar::new(),
+            cancel: AtomicBool::new(false),
+            id,
+            canceller,
+            on_done,
+        })
+    }
+
+    /// Delivers the result (once) and wakes whoever waits.
+    pub(crate) fn complete(&self, result: io::Result<Completed>) {
+        let waker = {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if st.result.is_some() || st.taken {
+                return;
+            }
+            st.result = Some(result);
+            st.waker.take()
+        };
+        (self.on_done)();
+        self.cv.notify_all();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    pub(crate) fn cancel_requested(&self) -> bool {
+        self.cancel.load(Ordering::Acquire)
+    }
+}
+
+/// A submitted transfer. `wait()` blocks for its result; it is also a `Future`.
+///
+/// Dropping the handle does **not** cancel the transfer: it runs to completion and the
+/// result is discarded. Call [`cancel`](Self::cancel) to stop it.
+pub struct TransferHandle {
+    slot: Arc<Slot>,
+}
+
+impl fmt::Debug for TransferHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TransferHandle")
+            .field("id", &self.slot.id)
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
+impl TransferHandle {
+    pub(crate) fn new(slot: Arc<Slot>) -> Self {
+        TransferHandle { slot }
+    }
+
+    /// Blocks until the transfer finishes and returns its result.
+    pub fn wait(self) -> io::Result<Completed> {
+        let mut st = self.slot.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(r) = st.result.take() {
+                st.taken = true;
+                return r;
+            }
+            st = self.slot.cv.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Like [`wait`](Self::wait) with a limit; `Err(self)` if it is still running.
+    pub fn wait_timeout(self, d: Duration) -> Result<io::Result<Completed>, TransferHandle> {
+        let deadline = std::time::Instant::now() + d;
+        {
+            let mut st = self.slot.state.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if let Some(r) = st.result.take() {
+                    st.taken = true;
+                    return Ok(r);
+                }
+                let now = std::time::Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                st = self
+                    .slot
+                    .cv
+                    .wait_timeout(st, deadline - now)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+        }
+        Err(self)
+    }
+
+    /// Whether the result is ready.
+    pub fn is_finished(&self) -> bool {
+        let st = self.slot.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.result.is_some() || st.taken
+    }
+
+    /// Asks the engine to stop the transfer; it then fails with `Interrupted` (unless it
+    /// finished first). Returns at once; the result still arrives through the handle.
+    pub fn cancel(&self) {
+        if !self.slot.cancel.swap(true, Ordering::AcqRel) {
+            (self.slot.canceller)(self.slot.id);
+        }
+    }
+}
+
+impl Future for TransferHandle {
+    type Output = io::Result<Completed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut st = self.slot.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = st.result.take() {
+            st.taken = true;
+            return Poll::Ready(r);
+        }
+        if st.taken {
+            return Poll::Ready(Err(io::Error::other("result already taken")));
+        }
+        match &st.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => st.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}

@@ -1,0 +1,298 @@
+//! `Transfer`: what to move, and its checks and plan at submit time.
+
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// An fd the engine keeps alive until the kernel is done with it.
+pub(crate) type SharedFd = Arc<dyn AsFd + Send + Sync>;
+
+/// One transfer: `len` bytes (or until end of input) from `src` to `dst`, optionally
+/// preceded by a header and followed by a trailer.
+///
+/// `src` is a regular file (read at `src_offset`, or at its position at submit time when
+/// `None`; the file position is never changed) or a stream: a socket or pipe (then
+/// `src_offset` must be `None`). `dst` is a socket, a pipe or a regular file (a file is
+/// written at its position at submit time; its position is not changed).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use ferry_engine::Transfer;
+/// let file = Arc::new(tempfile::tempfile()?);
+/// let (_r, w) = std::io::pipe()?;
+/// let t = Transfer::new(file, Arc::new(w))
+///     .src_offset(Some(0))
+///     .len(Some(0))
+///     .header(b"HTTP/1.1 200 OK\r\n\r\n".to_vec())
+///     .timeout(Duration::from_secs(5));
+/// # drop(t);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Transfer {
+    pub(crate) src: SharedFd,
+    pub(crate) dst: SharedFd,
+    pub(crate) src_offset: Option<u64>,
+    pub(crate) len: Option<u64>,
+    pub(crate) header: Vec<u8>,
+    pub(crate) trailer: Vec<u8>,
+    pub(crate) timeout: Option<Duration>,
+}
+
+impl fmt::Debug for Transfer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transfer")
+            .field("src", &self.src.as_fd())
+            .field("dst", &self.dst.as_fd())
+            .field("src_offset", &self.src_offset)
+            .field("len", &self.len)
+            .field("header_len", &self.header.len())
+            .field("trailer_len", &self.trailer.len())
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl Transfer {
+    /// A transfer of everything from `src` (until end of file / end of stream) to `dst`.
+    pub fn new<S, D>(src: Arc<S>, dst: Arc<D>) -> Transfer
+    where
+        S: AsFd + Send + Sync + 'static,
+        D: AsFd + Send + Sync + 'static,
+    {
+        Transfer {
+            src,
+            dst,
+            src_offset: None,
+            len: None,
+            header: Vec::new(),
+            trailer: Vec::new(),
+            timeout: None,
+        }
+    }
+
+    /// Where to start reading a file source (`None`: its position at submit time).
+    pub fn src_offset(mut self, offset: Option<u64>) -> Self {
+        self.src_offset = offset;
+        self
+    }
+
+    /// How many body bytes to move (`None`: until end of input). A source that ends
+    /// earlier makes the transfer fail with `UnexpectedEof`.
+    pub fn len(mut self, len: Option<u64>) -> Self {
+        self.len = len;
+        self
+    }
+
+    /// Bytes written to `dst` before the body (e.g. an HTTP response head).
+    pub fn header(mut self, header: impl Into<Vec<u8>>) -> Self {
+        self.header = header.into();
+        self
+    }
+
+    /// Bytes written to `dst` after the body.
+    pub fn trailer(mut self, trailer: impl Into<Vec<u8>>) -> Self {
+        self.trailer = trailer.into();
+        self
+    }
+
+    /// Fail with `TimedOut` if the transfer has not finished this long after submit.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+/// What a transfer moves between, decided at submit from `fstat` of both fds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TransferKind {
+    /// Regular file to a socket (a file server or CDN response).
+    FileToSocket,
+    /// Regular file to a regular file (a copy).
+    FileToFile,
+    /// Regular file to a pipe.
+    FileToPipe,
+    /// Socket to socket (a proxy).
+    SocketToSocket,
+    /// Any other stream: pipe to socket, socket or pipe to a pipe or file.
+    StreamOther,
+}
+
+impl TransferKind {
+    /// All kinds, in a stable order.
+    pub const ALL: [TransferKind; 5] = [
+        TransferKind::FileToSocket,
+        TransferKind::FileToFile,
+        TransferKind::FileToPipe,
+        TransferKind::SocketToSocket,
+        TransferKind::StreamOther,
+    ];
+
+    /// A short name (`file-to-socket`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            TransferKind::FileToSocket => "file-to-socket",
+            TransferKind::FileToFile => "file-to-file",
+            TransferKind::FileToPipe => "file-to-pipe",
+            TransferKind::SocketToSocket => "socket-to-socket",
+            TransferKind::StreamOther => "stream-other",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FdKind {
+    File,
+    Socket,
+    Pipe,
+}
+
+/// The checked, resolved form of a transfer, shared by both backends.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub kind: TransferKind,
+    pub src_fd: RawFd,
+    pub dst_fd: RawFd,
+    pub src_kind: FdKind,
+    pub dst_kind: FdKind,
+    /// File source: where to read from. Stream source: None.
+    pub src_off: Option<u64>,
+    /// File destination: where to write. Otherwise None.
+    pub dst_off: Option<u64>,
+    pub len: Option<u64>,
+    /// Body bytes the source is known to hold from `src_off` (files only).
+    pub src_avail: Option<u64>,
+    /// Whether the source fd is non-blocking (streams are polled first when blocking).
+    pub src_nonblocking: bool,
+}
+
+impl Plan {
+    /// Whether bytes are known to follow the header (then it is sent with `MSG_MORE`).
+    pub fn more_after_header(&self) -> bool {
+        self.body_hint().is_some_and(|h| h > 0)
+    }
+
+    /// Expected body size, when known (len, or the file's bytes from the offset).
+    pub fn body_hint(&self) -> Option<u64> {
+        match (self.len, self.src_avail) {
+            (Some(l), Some(a)) => Some(l.min(a)),
+            (Some(l), None) => Some(l),
+            (None, a) => a,
+        }
+    }
+}
+
+fn invalid(arg: &str, why: impl fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, format!("{arg}: {why}"))
+}
+
+fn fd_kind(fd: RawFd, arg: &str) -> io::Result<(FdKind, u64, bool)> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat fills the struct on success; we read it only then. The fd is owned
+    // by an Arc the caller holds for the duration of this call.
+    let st = unsafe {
+        if libc::fstat(fd, st.as_mut_ptr()) == -1 {
+            let e = io::Error::last_os_error();
+            return Err(invalid(arg, format!("fstat failed: {e}")));
+        }
+        st.assume_init()
+    };
+    // SAFETY: F_GETFL only reads the fd's flags.
+    let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if fl == -1 {
+        return Err(invalid(arg, io::Error::last_os_error()));
+    }
+    let kind = match st.st_mode & libc::S_IFMT {
+        libc::S_IFREG => FdKind::File,
+        libc::S_IFSOCK => FdKind::Socket,
+        libc::S_IFIFO => FdKind::Pipe,
+        _ => return Err(invalid(arg, "must be a regular file, a socket or a pipe")),
+    };
+    if kind == FdKind::File && arg == "dst" && fl & libc::O_APPEND != 0 {
+        return Err(invalid(
+            arg,
+            "an O_APPEND file cannot be a destination (splice/copy refuse it)",
+        ));
+    }
+    let acc = fl & libc::O_ACCMODE;
+    if arg == "src" && acc == libc::O_WRONLY {
+        return Err(invalid(arg, "not open for reading"));
+    }
+    if arg == "dst" && acc == libc::O_RDONLY && kind != FdKind::Socket {
+        return Err(invalid(arg, "not open for writing"));
+    }
+    Ok((kind, st.st_size as u64, fl & libc::O_NONBLOCK != 0))
+}
+
+fn position(fd: RawFd) -> io::Result<u64> {
+    // SAFETY: lseek has no memory arguments.
+    let p = unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) };
+    if p < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(p as u64)
+    }
+}
+
+impl Transfer {
+    /// Checks the fds and arguments and resolves offsets; `InvalidInput` on bad input.
+    pub(crate) fn plan(&self) -> io::Result<Plan> {
+        let src_fd = self.src.as_fd().as_raw_fd();
+        let dst_fd = self.dst.as_fd().as_raw_fd();
+        let (src_kind, src_size, src_nonblocking) = fd_kind(src_fd, "src")?;
+        let (dst_kind, _, _) = fd_kind(dst_fd, "dst")?;
+        if src_fd == dst_fd {
+            return Err(invalid("dst", "is the same fd as src"));
+        }
+        let max = i64::MAX as u64;
+        let (src_off, src_avail) = match src_kind {
+            FdKind::File => {
+                let off = match self.src_offset {
+                    Some(o) if o > max => {
+                        return Err(invalid("src_offset", "larger than i64::MAX"))
+                    }
+                    Some(o) => o,
+                    None => position(src_fd)?,
+                };
+                (Some(off), Some(src_size.saturating_sub(off)))
+            }
+            _ if self.src_offset.is_some() => {
+                return Err(invalid(
+                    "src_offset",
+                    "a socket or pipe source has no offsets (use None)",
+                ))
+            }
+            _ => (None, None),
+        };
+        if let (Some(len), Some(off)) = (self.len, src_off) {
+            if off.checked_add(len).is_none_or(|end| end > max) {
+                return Err(invalid("len", "src_offset + len overflows i64"));
+            }
+        }
+        let dst_off = match dst_kind {
+            FdKind::File => Some(position(dst_fd)?),
+            _ => None,
+        };
+        let kind = match (src_kind, dst_kind) {
+            (FdKind::File, FdKind::Socket) => TransferKind::FileToSocket,
+            (FdKind::File, FdKind::File) => TransferKind::FileToFile,
+            (FdKind::File, FdKind::Pipe) => TransferKind::FileToPipe,
+            (FdKind::Socket, FdKind::Socket) => TransferKind::SocketToSocket,
+            _ => TransferKind::StreamOther,
+        };
+        Ok(Plan {
+            kind,
+            src_fd,
+            dst_fd,
+            src_kind,
+            dst_kind,
+            src_off,
+            dst_off,
+            len: self.len,
+            src_avail,
+            src_nonblocking,
+        })
+    }
+}
