@@ -177,7 +177,7 @@ impl Run<'_> {
         }
         if let Some(len) = job.plan.len {
             if self.body < len {
-                return Err(TransferError::new(
+                return Err(TransferError::io(
                     io::ErrorKind::UnexpectedEof,
                     self.body,
                     format!("source ended before len ({len} bytes)"),
@@ -228,7 +228,7 @@ impl Run<'_> {
                 continue;
             }
             if r == 0 {
-                return Err(TransferError::new(
+                return Err(TransferError::io(
                     io::ErrorKind::WriteZero,
                     self.body,
                     "write returned 0",
@@ -345,7 +345,7 @@ impl Run<'_> {
                     let flags = if more { nb | SpliceFlags::MORE } else { nb };
                     match ferry_compat::splice(pipe.reader(), dst, in_pipe, None, *dst_off, flags) {
                         Ok(0) => {
-                            return Err(TransferError::new(
+                            return Err(TransferError::io(
                                 io::ErrorKind::WriteZero,
                                 self.body,
                                 "splice into dst returned 0",

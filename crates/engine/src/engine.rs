@@ -195,6 +195,8 @@ pub(crate) struct Ctx {
 /// A checked transfer on its way to a backend.
 pub(crate) struct Job {
     pub plan: Plan,
+    /// Fds this job switched to O_NONBLOCK; switched back before the handle completes.
+    pub made_nonblocking: Vec<std::os::fd::RawFd>,
     pub src: SharedFd,
     pub dst: SharedFd,
     pub header: Vec<u8>,
@@ -237,6 +239,9 @@ impl Job {
                 elapsed,
             }),
         };
+        for &fd in &self.made_nonblocking {
+            set_nonblocking(fd, false);
+        }
         let slot = self.slot.clone();
         drop(self); // release fds and buffers before anyone is woken
         slot.complete(result);
@@ -245,13 +250,13 @@ impl Job {
     /// The error a cancelled or timed-out job fails with, if it should stop now.
     pub(crate) fn stop_reason(&self, now: Instant, body: u64) -> Option<io::Error> {
         if self.slot.cancel_requested() {
-            Some(TransferError::new(
+            Some(TransferError::io(
                 io::ErrorKind::Interrupted,
                 body,
                 "transfer cancelled",
             ))
         } else if self.deadline.is_some_and(|d| now >= d) {
-            Some(TransferError::new(
+            Some(TransferError::io(
                 io::ErrorKind::TimedOut,
                 body,
                 "transfer timed out",
@@ -262,9 +267,26 @@ impl Job {
     }
 }
 
+/// Sets or clears O_NONBLOCK on `fd` (best effort: the fd is alive, held by the job).
+pub(crate) fn set_nonblocking(fd: std::os::fd::RawFd, on: bool) -> bool {
+    // SAFETY: F_GETFL/F_SETFL on an fd kept open by the job's Arc.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        if fl < 0 {
+            return false;
+        }
+        let new = if on {
+            fl | libc::O_NONBLOCK
+        } else {
+            fl & !libc::O_NONBLOCK
+        };
+        new == fl || libc::fcntl(fd, libc::F_SETFL, new) == 0
+    }
+}
+
 /// The error of transfers stopped because the engine is being dropped.
 pub(crate) fn shutdown_error(body: u64) -> io::Error {
-    TransferError::new(io::ErrorKind::Interrupted, body, "engine shut down")
+    TransferError::io(io::ErrorKind::Interrupted, body, "engine shut down")
 }
 
 /// What a backend provides to the engine.
@@ -375,7 +397,7 @@ impl Engine {
     }
 
     fn submit_inner(&self, t: Transfer, wait: bool) -> io::Result<TransferHandle> {
-        let plan = t.plan()?;
+        let mut plan = t.plan()?;
         if !self.gate.acquire(wait) {
             return Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
@@ -395,7 +417,9 @@ impl Engine {
                 gate.release();
             }),
         );
+        let made_nonblocking = plan.make_streams_nonblocking();
         let job = Job {
+            made_nonblocking,
             plan,
             src: t.src,
             dst: t.dst,

@@ -62,7 +62,7 @@ impl TransferError {
         .into_io(kind)
     }
 
-    pub(crate) fn new(kind: io::ErrorKind, bytes: u64, reason: impl Into<String>) -> io::Error {
+    pub(crate) fn io(kind: io::ErrorKind, bytes: u64, reason: impl Into<String>) -> io::Error {
         TransferError {
             errno: None,
             bytes,

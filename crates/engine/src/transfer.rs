@@ -166,9 +166,28 @@ pub(crate) struct Plan {
     pub src_avail: Option<u64>,
     /// Whether the source fd is non-blocking (streams are polled first when blocking).
     pub src_nonblocking: bool,
+    /// For a socket or pipe destination: whether it was non-blocking at submit.
+    pub dst_nonblocking_before: Option<bool>,
 }
 
 impl Plan {
+    /// Switches blocking sockets and pipes of this transfer to O_NONBLOCK, so that no
+    /// syscall (blocking backend) or io-wq worker (io_uring) can park on them and every
+    /// wait is a poll the engine can time out or cancel. Returns the fds to restore.
+    pub fn make_streams_nonblocking(&mut self) -> Vec<RawFd> {
+        let mut switched = Vec::new();
+        let src_stream = self.src_kind != FdKind::File && !self.src_nonblocking;
+        if src_stream && crate::engine::set_nonblocking(self.src_fd, true) {
+            switched.push(self.src_fd);
+            self.src_nonblocking = true;
+        }
+        let dst_blocking = self.dst_nonblocking_before == Some(false);
+        if dst_blocking && crate::engine::set_nonblocking(self.dst_fd, true) {
+            switched.push(self.dst_fd);
+        }
+        switched
+    }
+
     /// Whether bytes are known to follow the header (then it is sent with `MSG_MORE`).
     pub fn more_after_header(&self) -> bool {
         self.body_hint().is_some_and(|h| h > 0)
@@ -242,7 +261,7 @@ impl Transfer {
         let src_fd = self.src.as_fd().as_raw_fd();
         let dst_fd = self.dst.as_fd().as_raw_fd();
         let (src_kind, src_size, src_nonblocking) = fd_kind(src_fd, "src")?;
-        let (dst_kind, _, _) = fd_kind(dst_fd, "dst")?;
+        let (dst_kind, _, dst_nb) = fd_kind(dst_fd, "dst")?;
         if src_fd == dst_fd {
             return Err(invalid("dst", "is the same fd as src"));
         }
@@ -293,6 +312,7 @@ impl Transfer {
             len: self.len,
             src_avail,
             src_nonblocking,
+            dst_nonblocking_before: (dst_kind != FdKind::File).then_some(dst_nb),
         })
     }
 }

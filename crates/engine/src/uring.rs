@@ -47,7 +47,7 @@ fn ud(tag: u64, key: usize) -> u64 {
 }
 
 enum Msg {
-    Submit(Job),
+    Submit(Box<Job>),
     Cancel(u64),
     Shutdown,
 }
@@ -145,7 +145,7 @@ impl BackendImpl for Uring {
     fn submit(&self, job: Job) {
         let d = self.driver_for(job.slot.id);
         // The driver outlives every submit (it stops only in `shutdown`, under &mut).
-        if d.tx.send(Msg::Submit(job)).is_ok() {
+        if d.tx.send(Msg::Submit(Box::new(job))).is_ok() {
             d.wake.wake();
         }
     }
@@ -472,7 +472,7 @@ impl Driver {
         for k in keys {
             let x = self.xfers.remove(k);
             let msg = format!("io_uring failed: {e}");
-            let err = TransferError::new(io::ErrorKind::Other, x.body, msg);
+            let err = TransferError::io(io::ErrorKind::Other, x.body, msg);
             // The ring is gone with its requests: nothing of ours is in the kernel now.
             self.finish_xfer(x, Some(err));
         }
@@ -518,11 +518,11 @@ impl Driver {
     fn drain_messages(&mut self) {
         while let Ok(msg) = self.rx.try_recv() {
             match msg {
-                Msg::Submit(job) => self.start(job),
+                Msg::Submit(job) => self.start(*job),
                 Msg::Cancel(id) => {
                     if let Some(&k) = self.by_id.get(&id) {
                         let body = self.xfers[k].body;
-                        let err = TransferError::new(
+                        let err = TransferError::io(
                             io::ErrorKind::Interrupted,
                             body,
                             "transfer cancelled",
@@ -564,7 +564,7 @@ impl Driver {
             self.deadlines.push(Reverse((d, id)));
         }
         if cancelled {
-            let err = TransferError::new(io::ErrorKind::Interrupted, 0, "transfer cancelled");
+            let err = TransferError::io(io::ErrorKind::Interrupted, 0, "transfer cancelled");
             self.stop(key, err);
             return;
         }
@@ -580,7 +580,7 @@ impl Driver {
             self.deadlines.pop();
             if let Some(&k) = self.by_id.get(&id) {
                 let body = self.xfers[k].body;
-                let err = TransferError::new(io::ErrorKind::TimedOut, body, "transfer timed out");
+                let err = TransferError::io(io::ErrorKind::TimedOut, body, "transfer timed out");
                 self.stop(k, err);
             }
         }
@@ -625,7 +625,7 @@ impl Driver {
             self.cancelling.push(k);
         } else {
             let x = self.xfers.remove(k);
-            let err = x.stop.as_ref().map(|e| copy_err(e));
+            let err = x.stop.as_ref().map(copy_err);
             self.finish_xfer(x, err);
         }
     }
@@ -694,7 +694,7 @@ impl Driver {
                     let body = x.body;
                     // -512 (ERESTARTSYS) and other kernel-internal codes: interrupted.
                     let err = if errno >= 512 {
-                        TransferError::new(
+                        TransferError::io(
                             io::ErrorKind::Interrupted,
                             body,
                             format!("interrupted (kernel code {errno})"),
@@ -890,7 +890,7 @@ fn plan_next(x: &mut Xfer, ctx: &Ctx) -> io::Result<Next> {
                 if s.filled < s.body_len {
                     // The file was shorter than expected.
                     if plan_len.is_some() {
-                        return Err(TransferError::new(
+                        return Err(TransferError::io(
                             io::ErrorKind::UnexpectedEof,
                             0,
                             "source ended before len",
@@ -935,7 +935,7 @@ fn plan_next(x: &mut Xfer, ctx: &Ctx) -> io::Result<Next> {
                 if x.eof || x.len_reached() {
                     if let Some(len) = x.job.plan.len {
                         if x.body < len {
-                            return Err(TransferError::new(
+                            return Err(TransferError::io(
                                 io::ErrorKind::UnexpectedEof,
                                 x.body,
                                 format!("source ended before len ({len} bytes)"),
@@ -950,7 +950,7 @@ fn plan_next(x: &mut Xfer, ctx: &Ctx) -> io::Result<Next> {
                 }
                 if x.pipe.is_none() {
                     x.pipe = Some(ctx.pool.get().map_err(|e| {
-                        TransferError::new(e.kind(), x.body, format!("no pipe for splice: {e}"))
+                        TransferError::io(e.kind(), x.body, format!("no pipe for splice: {e}"))
                     })?);
                 }
                 let stream = x.job.plan.src_kind != FdKind::File;

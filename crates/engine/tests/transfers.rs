@@ -24,7 +24,7 @@ fn sizes(n: usize) -> Vec<usize> {
             x ^= x >> 9;
             match i % 7 {
                 0 => 0,
-                1 | 2 | 3 => (x % 70_000) as usize,
+                1..=3 => (x % 70_000) as usize,
                 4 | 5 => (x % 3_000_000) as usize,
                 _ => 8_000_000 + (x % 12_000_000) as usize,
             }
@@ -331,6 +331,11 @@ fn blocking_stream_sockets_work_too() {
     client.write_all(&data).unwrap();
     drop::<TcpStream>(client);
     assert_eq!(h.wait().unwrap().bytes, data.len() as u64);
+    // Switched to O_NONBLOCK while the engine owned it, restored before completion.
+    assert!(
+        ferry_compat::get_blocking(&*out).unwrap(),
+        "blocking mode restored"
+    );
     out.shutdown(Shutdown::Write).unwrap();
     assert!(rx.join().unwrap() == data);
 }

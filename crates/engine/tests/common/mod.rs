@@ -19,16 +19,16 @@ pub fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
-/// Threads of this process that are not io-wq workers (those linger briefly after a
-/// ring closes and belong to the kernel).
-pub fn thread_count() -> usize {
+/// Threads of this process that belong to an engine: its own (`ferry-*`) and the
+/// kernel's io-wq workers of its rings (`iou-wrk-*`). The test harness's threads come
+/// and go on their own, so they are not counted.
+pub fn engine_threads() -> usize {
     std::fs::read_dir("/proc/self/task")
         .unwrap()
         .filter_map(Result::ok)
         .filter(|t| {
-            !std::fs::read_to_string(t.path().join("comm"))
-                .unwrap_or_default()
-                .starts_with("iou-")
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            comm.starts_with("ferry-") || comm.starts_with("iou-wrk")
         })
         .count()
 }
