@@ -160,6 +160,8 @@ impl EngineBuilder {
             },
         };
         Ok(Engine {
+            canceller: Arc::from(imp.canceller()),
+            fd_cache: Default::default(),
             backend: imp.kind(),
             imp,
             gate,
@@ -167,6 +169,7 @@ impl EngineBuilder {
             pool,
             next_id: AtomicU64::new(1),
             fallback_reason,
+            small_threshold: self.config.small_threshold,
         })
     }
 }
@@ -204,6 +207,8 @@ pub(crate) struct Job {
     pub deadline: Option<Instant>,
     pub submitted: Instant,
     pub slot: Arc<Slot>,
+    /// Bytes the inline path already sent before handing the rest to the backend.
+    pub pre: crate::inline::Sent,
 }
 
 /// How a job ended, for [`Job::finish`].
@@ -219,6 +224,16 @@ impl Job {
     /// Records stats and delivers the result. Call after the kernel is done with every
     /// fd and buffer of the job (the job's `Arc`s are dropped here).
     pub(crate) fn finish(self, ctx: &Ctx, out: Outcome) {
+        let mut out = out;
+        let pre = self.pre;
+        if pre != crate::inline::Sent::default() {
+            out.header += pre.header;
+            out.body += pre.body;
+            out.trailer += pre.trailer;
+            if let Some(e) = out.error.take() {
+                out.error = Some(crate::handle::TransferError::rebase(e, out.body));
+            }
+        }
         let queued = out.started.saturating_duration_since(self.submitted);
         let elapsed = out.started.elapsed();
         ctx.recorder.record(
@@ -302,7 +317,8 @@ pub(crate) trait BackendImpl: Send + Sync {
 
 /// Bounds the transfers in flight.
 pub(crate) struct Gate {
-    count: Mutex<usize>,
+    /// (in flight, submitters waiting)
+    count: Mutex<(usize, usize)>,
     cv: Condvar,
     max: usize,
 }
@@ -310,7 +326,7 @@ pub(crate) struct Gate {
 impl Gate {
     fn new(max: usize) -> Self {
         Gate {
-            count: Mutex::new(0),
+            count: Mutex::new((0, 0)),
             cv: Condvar::new(),
             max,
         }
@@ -318,21 +334,26 @@ impl Gate {
 
     fn acquire(&self, wait: bool) -> bool {
         let mut n = self.count.lock().unwrap_or_else(|e| e.into_inner());
-        while *n >= self.max {
+        while n.0 >= self.max {
             if !wait {
                 return false;
             }
+            n.1 += 1;
             n = self.cv.wait(n).unwrap_or_else(|e| e.into_inner());
+            n.1 -= 1;
         }
-        *n += 1;
+        n.0 += 1;
         true
     }
 
     fn release(&self) {
         let mut n = self.count.lock().unwrap_or_else(|e| e.into_inner());
-        *n -= 1;
+        n.0 -= 1;
+        let waiters = n.1;
         drop(n);
-        self.cv.notify_one();
+        if waiters > 0 {
+            self.cv.notify_one(); // a futex syscall: only when someone waits
+        }
     }
 }
 
@@ -349,6 +370,9 @@ pub struct Engine {
     pool: PipePool,
     next_id: AtomicU64,
     fallback_reason: Option<String>,
+    small_threshold: u64,
+    canceller: Arc<dyn Fn(u64) + Send + Sync>,
+    fd_cache: crate::transfer::FdCache,
 }
 
 impl fmt::Debug for Engine {
@@ -397,7 +421,7 @@ impl Engine {
     }
 
     fn submit_inner(&self, t: Transfer, wait: bool) -> io::Result<TransferHandle> {
-        let mut plan = t.plan()?;
+        let plan = t.plan(&self.fd_cache)?;
         if !self.gate.acquire(wait) {
             return Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
@@ -411,20 +435,62 @@ impl Engine {
         rec.in_flight.fetch_add(1, Ordering::Relaxed);
         let slot = Slot::new(
             id,
-            self.imp.canceller(),
+            self.canceller.clone(),
             Box::new(move || {
                 rec.in_flight.fetch_sub(1, Ordering::Relaxed);
                 gate.release();
             }),
         );
+        let mut plan = plan;
+        let (mut header, mut trailer) = (t.header, t.trailer);
+        let mut pre = crate::inline::Sent::default();
+        match crate::inline::attempt(&plan, &header, &trailer, self.small_threshold) {
+            crate::inline::Inline::Skipped => {}
+            crate::inline::Inline::Progress {
+                sent,
+                complete: true,
+                started,
+            } => {
+                let elapsed = started.elapsed();
+                self.recorder
+                    .record(plan.kind, sent.body, true, Duration::ZERO, elapsed);
+                slot.complete(Ok(Completed {
+                    bytes: sent.body,
+                    header_bytes: sent.header,
+                    trailer_bytes: sent.trailer,
+                    kind: plan.kind,
+                    queued: Duration::ZERO,
+                    elapsed,
+                }));
+                return Ok(TransferHandle::new(slot));
+            }
+            crate::inline::Inline::Progress { sent, .. } => {
+                // The backend does the rest: what is left of each part.
+                header.drain(..sent.header as usize);
+                trailer.drain(..sent.trailer as usize);
+                let hint = plan.body_hint().unwrap_or(0);
+                plan.src_off = plan.src_off.map(|o| o + sent.body);
+                plan.len = Some(hint - sent.body);
+                plan.src_avail = plan.src_avail.map(|a| a.saturating_sub(sent.body));
+                pre = sent;
+            }
+            crate::inline::Inline::Failed(e, started) => {
+                self.recorder
+                    .record(plan.kind, 0, false, Duration::ZERO, started.elapsed());
+                let errno = e.raw_os_error().unwrap_or(libc::EIO);
+                slot.complete(Err(TransferError::os(errno, 0)));
+                return Ok(TransferHandle::new(slot));
+            }
+        }
         let made_nonblocking = plan.make_streams_nonblocking();
         let job = Job {
+            pre,
             made_nonblocking,
             plan,
             src: t.src,
             dst: t.dst,
-            header: t.header,
-            trailer: t.trailer,
+            header,
+            trailer,
             deadline: t.timeout.map(|d| submitted + d),
             submitted,
             slot: slot.clone(),

@@ -72,6 +72,20 @@ impl TransferError {
     }
 }
 
+impl TransferError {
+    /// The same error with `bytes` set to the body bytes really delivered.
+    pub(crate) fn rebase(e: io::Error, bytes: u64) -> io::Error {
+        match TransferError::of(&e) {
+            Some(t) => {
+                let mut t = t.clone();
+                t.bytes = bytes;
+                t.into_io(e.kind())
+            }
+            None => e,
+        }
+    }
+}
+
 impl fmt::Display for TransferError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} after {} body bytes", self.reason, self.bytes)
@@ -85,6 +99,9 @@ struct State {
     result: Option<io::Result<Completed>>,
     taken: bool,
     waker: Option<Waker>,
+    /// A thread is blocked in `wait`: only then is the condvar notified (a notify is a
+    /// futex syscall even when nobody waits).
+    waiting: bool,
 }
 
 /// Shared between a handle and the backend running the transfer.
@@ -93,14 +110,14 @@ pub(crate) struct Slot {
     cv: Condvar,
     pub(crate) cancel: AtomicBool,
     pub(crate) id: u64,
-    canceller: Box<dyn Fn(u64) + Send + Sync>,
+    canceller: Arc<dyn Fn(u64) + Send + Sync>,
     on_done: Box<dyn Fn() + Send + Sync>,
 }
 
 impl Slot {
     pub(crate) fn new(
         id: u64,
-        canceller: Box<dyn Fn(u64) + Send + Sync>,
+        canceller: Arc<dyn Fn(u64) + Send + Sync>,
         on_done: Box<dyn Fn() + Send + Sync>,
     ) -> Arc<Slot> {
         Arc::new(Slot {
@@ -115,16 +132,18 @@ impl Slot {
 
     /// Delivers the result (once) and wakes whoever waits.
     pub(crate) fn complete(&self, result: io::Result<Completed>) {
-        let waker = {
+        let (waker, waiting) = {
             let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
             if st.result.is_some() || st.taken {
                 return;
             }
             st.result = Some(result);
-            st.waker.take()
+            (st.waker.take(), st.waiting)
         };
         (self.on_done)();
-        self.cv.notify_all();
+        if waiting {
+            self.cv.notify_all();
+        }
         if let Some(w) = waker {
             w.wake();
         }
@@ -165,6 +184,7 @@ impl TransferHandle {
                 st.taken = true;
                 return r;
             }
+            st.waiting = true;
             st = self.slot.cv.wait(st).unwrap_or_else(|e| e.into_inner());
         }
     }
@@ -183,6 +203,7 @@ impl TransferHandle {
                 if now >= deadline {
                     break;
                 }
+                st.waiting = true;
                 st = self
                     .slot
                     .cv

@@ -42,6 +42,7 @@
 mod blocking;
 mod engine;
 mod handle;
+mod inline;
 mod stats;
 mod transfer;
 #[cfg(target_os = "linux")]

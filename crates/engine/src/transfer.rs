@@ -207,7 +207,8 @@ fn invalid(arg: &str, why: impl fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, format!("{arg}: {why}"))
 }
 
-fn fd_kind(fd: RawFd, arg: &str) -> io::Result<(FdKind, u64, bool)> {
+/// What `fstat` says of an fd: its kind and size.
+fn fstat_kind(fd: RawFd, arg: &str) -> io::Result<(FdKind, u64)> {
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: fstat fills the struct on success; we read it only then. The fd is owned
     // by an Arc the caller holds for the duration of this call.
@@ -218,31 +219,77 @@ fn fd_kind(fd: RawFd, arg: &str) -> io::Result<(FdKind, u64, bool)> {
         }
         st.assume_init()
     };
-    // SAFETY: F_GETFL only reads the fd's flags.
-    let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if fl == -1 {
-        return Err(invalid(arg, io::Error::last_os_error()));
-    }
     let kind = match st.st_mode & libc::S_IFMT {
         libc::S_IFREG => FdKind::File,
         libc::S_IFSOCK => FdKind::Socket,
         libc::S_IFIFO => FdKind::Pipe,
         _ => return Err(invalid(arg, "must be a regular file, a socket or a pipe")),
     };
-    if kind == FdKind::File && arg == "dst" && fl & libc::O_APPEND != 0 {
+    Ok((kind, st.st_size as u64))
+}
+
+fn getfl(fd: RawFd, arg: &str) -> io::Result<i32> {
+    // SAFETY: F_GETFL only reads the fd's flags.
+    let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if fl == -1 {
+        return Err(invalid(arg, io::Error::last_os_error()));
+    }
+    Ok(fl)
+}
+
+/// Checks the access mode and flags of `fd` for its role.
+fn check_flags(kind: FdKind, fl: i32, arg: &str) -> io::Result<()> {
+    let acc = fl & libc::O_ACCMODE;
+    if arg == "src" && acc == libc::O_WRONLY {
+        return Err(invalid(arg, "not open for reading"));
+    }
+    if arg == "dst" && kind != FdKind::Socket && acc == libc::O_RDONLY {
+        return Err(invalid(arg, "not open for writing"));
+    }
+    if arg == "dst" && kind == FdKind::File && fl & libc::O_APPEND != 0 {
         return Err(invalid(
             arg,
             "an O_APPEND file cannot be a destination (splice/copy refuse it)",
         ));
     }
-    let acc = fl & libc::O_ACCMODE;
-    if arg == "src" && acc == libc::O_WRONLY {
-        return Err(invalid(arg, "not open for reading"));
+    Ok(())
+}
+
+/// Remembers the kind of each fd the engine has seen, per `Arc`, so that a file or
+/// socket submitted again and again is not `fstat`ed every time.
+///
+/// Keyed by the Arc's address; the entry holds a `Weak`, which keeps that allocation
+/// from being reused while the entry exists, so a live upgrade with the same address
+/// and the same fd number is the same open file. Bounded: cleared when full.
+#[derive(Default)]
+pub(crate) struct FdCache {
+    map: std::sync::Mutex<
+        std::collections::HashMap<usize, (std::sync::Weak<dyn AsFd + Send + Sync>, RawFd, FdKind)>,
+    >,
+}
+
+const FD_CACHE_MAX: usize = 4096;
+
+impl FdCache {
+    fn key(arc: &SharedFd) -> usize {
+        Arc::as_ptr(arc) as *const () as usize
     }
-    if arg == "dst" && acc == libc::O_RDONLY && kind != FdKind::Socket {
-        return Err(invalid(arg, "not open for writing"));
+
+    /// The kind of an fd already seen (and accepted) through this very Arc.
+    fn get(&self, arc: &SharedFd, fd: RawFd) -> Option<FdKind> {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let (weak, f, kind) = map.get(&Self::key(arc))?;
+        (*f == fd && weak.upgrade().is_some_and(|a| Arc::ptr_eq(&a, arc))).then_some(*kind)
     }
-    Ok((kind, st.st_size as u64, fl & libc::O_NONBLOCK != 0))
+
+    /// Remembers an fd that passed the checks.
+    fn put(&self, arc: &SharedFd, fd: RawFd, kind: FdKind) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= FD_CACHE_MAX {
+            map.clear();
+        }
+        map.insert(Self::key(arc), (Arc::downgrade(arc), fd, kind));
+    }
 }
 
 fn position(fd: RawFd) -> io::Result<u64> {
@@ -257,11 +304,37 @@ fn position(fd: RawFd) -> io::Result<u64> {
 
 impl Transfer {
     /// Checks the fds and arguments and resolves offsets; `InvalidInput` on bad input.
-    pub(crate) fn plan(&self) -> io::Result<Plan> {
+    pub(crate) fn plan(&self, cache: &FdCache) -> io::Result<Plan> {
         let src_fd = self.src.as_fd().as_raw_fd();
         let dst_fd = self.dst.as_fd().as_raw_fd();
-        let (src_kind, src_size, src_nonblocking) = fd_kind(src_fd, "src")?;
-        let (dst_kind, _, dst_nb) = fd_kind(dst_fd, "dst")?;
+        let src_cached = cache.get(&self.src, src_fd);
+        let dst_cached = cache.get(&self.dst, dst_fd);
+        let (src_kind, mut src_size) = match src_cached {
+            Some(k) => (k, None),
+            None => fstat_kind(src_fd, "src").map(|(k, s)| (k, Some(s)))?,
+        };
+        let dst_kind = match dst_cached {
+            Some(k) => k,
+            None => fstat_kind(dst_fd, "dst")?.0,
+        };
+        // A file source seen before needs no fcntl (its access mode cannot change);
+        // streams are asked every time (O_NONBLOCK can change), and so is dst (O_APPEND).
+        let src_fl = if src_cached == Some(FdKind::File) {
+            libc::O_RDONLY
+        } else {
+            getfl(src_fd, "src")?
+        };
+        check_flags(src_kind, src_fl, "src")?;
+        let dst_fl = getfl(dst_fd, "dst")?;
+        check_flags(dst_kind, dst_fl, "dst")?;
+        let (src_nonblocking, dst_nb) = (
+            src_fl & libc::O_NONBLOCK != 0,
+            dst_fl & libc::O_NONBLOCK != 0,
+        );
+        // Without `len` the file's size decides how much to send: always fstat then.
+        if src_kind == FdKind::File && self.len.is_none() && src_size.is_none() {
+            src_size = Some(fstat_kind(src_fd, "src")?.1);
+        }
         if src_fd == dst_fd {
             return Err(invalid("dst", "is the same fd as src"));
         }
@@ -275,7 +348,7 @@ impl Transfer {
                     Some(o) => o,
                     None => position(src_fd)?,
                 };
-                (Some(off), Some(src_size.saturating_sub(off)))
+                (Some(off), src_size.map(|s| s.saturating_sub(off)))
             }
             _ if self.src_offset.is_some() => {
                 return Err(invalid(
@@ -301,6 +374,12 @@ impl Transfer {
             (FdKind::Socket, FdKind::Socket) => TransferKind::SocketToSocket,
             _ => TransferKind::StreamOther,
         };
+        if src_cached.is_none() {
+            cache.put(&self.src, src_fd, src_kind);
+        }
+        if dst_cached.is_none() {
+            cache.put(&self.dst, dst_fd, dst_kind);
+        }
         Ok(Plan {
             kind,
             src_fd,

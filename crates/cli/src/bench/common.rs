@@ -1,0 +1,227 @@
+//! What every scenario shares: methods, built-in data, verification, CPU accounting.
+
+use hdrhistogram::Histogram;
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::Path;
+use std::time::Duration;
+
+/// A way of moving bytes, compared side by side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Method {
+    ReadWrite,
+    StdCopy,
+    Sendfile,
+    Splice,
+    EngineUring,
+    EngineBlocking,
+}
+
+impl Method {
+    pub const ALL: [Method; 6] = [
+        Method::ReadWrite,
+        Method::StdCopy,
+        Method::Sendfile,
+        Method::Splice,
+        Method::EngineUring,
+        Method::EngineBlocking,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::ReadWrite => "read-write",
+            Method::StdCopy => "std-copy",
+            Method::Sendfile => "sendfile",
+            Method::Splice => "splice",
+            Method::EngineUring => "engine-uring",
+            Method::EngineBlocking => "engine-blocking",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Method> {
+        Method::ALL.into_iter().find(|m| m.name() == s)
+    }
+
+    pub fn is_ferry(self) -> bool {
+        matches!(self, Method::EngineUring | Method::EngineBlocking)
+    }
+}
+
+/// The scenarios of `ferry bench`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scenario {
+    FileToSocket,
+    SocketToSocket,
+    RequestResponse,
+    FileToFile,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 4] = [
+        Scenario::FileToSocket,
+        Scenario::SocketToSocket,
+        Scenario::RequestResponse,
+        Scenario::FileToFile,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::FileToSocket => "file-to-socket",
+            Scenario::SocketToSocket => "socket-to-socket",
+            Scenario::RequestResponse => "request-response",
+            Scenario::FileToFile => "file-to-file",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Scenario> {
+        Scenario::ALL.into_iter().find(|m| m.name() == s)
+    }
+
+    /// Why a method does not apply here, if it does not.
+    pub fn not_applicable(self, m: Method) -> Option<&'static str> {
+        match (self, m) {
+            (Scenario::SocketToSocket, Method::Sendfile) => {
+                Some("sendfile needs a file source (the proxy reads a socket)")
+            }
+            (Scenario::RequestResponse, Method::StdCopy) => {
+                Some("std::io::copy blocks; the many-connection server is an event loop")
+            }
+            _ => None,
+        }
+    }
+}
+
+/// One measured repetition of one method on one case.
+#[derive(Debug)]
+pub struct RunResult {
+    /// Payload bytes moved (verified).
+    pub bytes: u64,
+    pub secs: f64,
+    /// Requests completed (request-response only).
+    pub requests: Option<u64>,
+    /// Latencies in µs: per request, or the whole run for bulk scenarios.
+    pub hist: Histogram<u64>,
+    /// CPU seconds of the method's own threads (process CPU minus the load generator's).
+    pub cpu_secs: f64,
+}
+
+pub fn new_hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds")
+}
+
+/// Deterministic pseudo-random bytes (xorshift), the same on every machine.
+pub fn fill_pattern(buf: &mut [u8], seed: u64) {
+    let mut x = seed | 1;
+    for chunk in buf.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let b = x.to_le_bytes();
+        chunk.copy_from_slice(&b[..chunk.len()]);
+    }
+}
+
+/// Writes a data file of `size` bytes and reads it once so it is in the page cache.
+pub fn make_file(path: &Path, size: u64, seed: u64) -> io::Result<()> {
+    let mut f = File::create(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = size;
+    let mut s = seed;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        fill_pattern(&mut buf[..n], s);
+        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        f.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    f.sync_data().ok();
+    Ok(())
+}
+
+/// A streaming checksum (order-sensitive, ~word speed); chunk boundaries do not matter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Checksum {
+    h: u64,
+    n: u64,
+    pending: [u8; 8],
+    plen: usize,
+}
+
+impl Checksum {
+    fn mix(&mut self, w: u64) {
+        self.h = (self.h ^ w)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29);
+    }
+
+    pub fn update(&mut self, mut data: &[u8]) {
+        self.n += data.len() as u64;
+        if self.plen > 0 {
+            let take = (8 - self.plen).min(data.len());
+            self.pending[self.plen..self.plen + take].copy_from_slice(&data[..take]);
+            self.plen += take;
+            data = &data[take..];
+            if self.plen < 8 {
+                return;
+            }
+            let w = u64::from_le_bytes(self.pending);
+            self.mix(w);
+            self.plen = 0;
+        }
+        let mut words = data.chunks_exact(8);
+        for w in &mut words {
+            self.mix(u64::from_le_bytes(w.try_into().expect("8 bytes")));
+        }
+        let rest = words.remainder();
+        self.pending[..rest.len()].copy_from_slice(rest);
+        self.plen = rest.len();
+    }
+
+    /// The final value (the pending tail included).
+    pub fn value(&self) -> (u64, u64) {
+        let mut c = *self;
+        if c.plen > 0 {
+            let mut tail = [0u8; 8];
+            tail[..c.plen].copy_from_slice(&c.pending[..c.plen]);
+            c.mix(u64::from_le_bytes(tail) ^ (c.plen as u64) << 56);
+        }
+        (c.h, c.n)
+    }
+
+    pub fn of_file(path: &Path, offset: u64, len: u64) -> io::Result<Checksum> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = File::open(path)?;
+        f.seek(SeekFrom::Start(offset))?;
+        let mut c = Checksum::default();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut left = len;
+        while left > 0 {
+            let n = f.read(&mut buf[..left.min(1 << 20) as usize])?;
+            if n == 0 {
+                break;
+            }
+            c.update(&buf[..n]);
+            left -= n as u64;
+        }
+        Ok(c)
+    }
+}
+
+/// CPU time (user + system) of the whole process or the calling thread.
+pub fn cpu_time(thread: bool) -> Duration {
+    let who = if thread {
+        libc::RUSAGE_THREAD
+    } else {
+        libc::RUSAGE_SELF
+    };
+    // SAFETY: an all-zero rusage is valid; getrusage fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a live rusage.
+    unsafe { libc::getrusage(who, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+pub fn fail(msg: impl Into<String>) -> io::Error {
+    io::Error::other(msg.into())
+}

@@ -1,0 +1,123 @@
+//! `ferry`: zero-copy byte moving. `ferry bench` compares ferry with the usual ways of
+//! moving bytes on this machine (see docs/benchmarks.md).
+
+mod bench;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use bench::{Method, Scenario};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ferry",
+    version,
+    about = "Moves bytes between fds inside the kernel"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Side-by-side latency-histogram benchmark on built-in data (over loopback).
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct BenchArgs {
+    /// A reduced run (small sizes, 2 repetitions), under 30 seconds.
+    #[arg(long)]
+    quick: bool,
+    /// Write the results as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write latency percentile curves of the request-response cases as SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+    /// Only these scenarios: file-to-socket, socket-to-socket, request-response, file-to-file.
+    #[arg(long, value_parser = parse_scenario)]
+    scenario: Vec<Scenario>,
+    /// Only these methods: read-write, std-copy, sendfile, splice, engine-uring, engine-blocking.
+    #[arg(long, value_parser = parse_method)]
+    method: Vec<Method>,
+    /// Payload sizes (e.g. 4K, 64KiB, 1M, 256MiB).
+    #[arg(long, value_parser = parse_size)]
+    size: Vec<u64>,
+    /// Connection counts for request-response.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    connections: Vec<u64>,
+    /// Repetitions of each method (default 5, --quick 2).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    runs: Option<u64>,
+}
+
+fn parse_scenario(s: &str) -> Result<Scenario, String> {
+    Scenario::parse(s).ok_or_else(|| {
+        let all: Vec<_> = Scenario::ALL.iter().map(|s| s.name()).collect();
+        format!("unknown scenario {s:?}; expected one of {}", all.join(", "))
+    })
+}
+
+fn parse_method(s: &str) -> Result<Method, String> {
+    Method::parse(s).ok_or_else(|| {
+        let all: Vec<_> = Method::ALL.iter().map(|m| m.name()).collect();
+        format!("unknown method {s:?}; expected one of {}", all.join(", "))
+    })
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("bad size {s:?}: expected e.g. 4K, 1MiB, 65536"))?;
+    let mult = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("bad size unit in {s:?}: use K, M or G")),
+    };
+    match n.checked_mul(mult) {
+        Some(0) => Err("size must be positive".into()),
+        Some(v) if v <= 64 << 30 => Ok(v),
+        _ => Err(format!("size {s:?} too large (max 64 GiB)")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Bench(a) => {
+            let opts = bench::Options {
+                quick: a.quick,
+                json: a.json,
+                plot: a.plot,
+                scenarios: if a.scenario.is_empty() {
+                    Scenario::ALL.to_vec()
+                } else {
+                    a.scenario
+                },
+                methods: if a.method.is_empty() {
+                    Method::ALL.to_vec()
+                } else {
+                    a.method
+                },
+                sizes: a.size,
+                connections: a.connections.into_iter().map(|c| c as usize).collect(),
+                runs: a.runs.map(|r| r as usize),
+            };
+            match bench::run(&opts) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ferry bench: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
