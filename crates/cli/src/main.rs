@@ -49,7 +49,7 @@ struct BenchArgs {
     /// Connection counts for request-response.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
     connections: Vec<u64>,
-    /// Repetitions of each method (default 5, --quick 2).
+    /// Repetitions of each method (default 3, --quick 2).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1000))]
     runs: Option<u64>,
 }

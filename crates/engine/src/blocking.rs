@@ -22,6 +22,9 @@ use crate::transfer::FdKind;
 
 /// Bytes per syscall of the body: a cancel or timeout is checked between calls.
 const STEP: usize = 1 << 20;
+/// copy_file_range moves file → file without touching a socket buffer: larger steps
+/// (about 5 ms each here) cut the per-call cost while keeping cancels prompt.
+const FILE_STEP: usize = 16 << 20;
 
 pub(crate) struct Blocking {
     ctx: Ctx,
@@ -244,8 +247,13 @@ impl Run<'_> {
 
     /// How many bytes the next call may ask for.
     fn want(&self) -> usize {
+        let step = if self.job.plan.dst_kind == FdKind::File {
+            FILE_STEP
+        } else {
+            STEP
+        };
         let left = self.job.plan.len.map_or(u64::MAX, |l| l - self.body);
-        left.min(STEP as u64).min(MAX_CHUNK as u64) as usize
+        left.min(step as u64).min(MAX_CHUNK as u64) as usize
     }
 
     fn done(&self) -> bool {

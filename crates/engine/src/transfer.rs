@@ -261,11 +261,12 @@ fn check_flags(kind: FdKind, fl: i32, arg: &str) -> io::Result<()> {
 /// Keyed by the Arc's address; the entry holds a `Weak`, which keeps that allocation
 /// from being reused while the entry exists, so a live upgrade with the same address
 /// and the same fd number is the same open file. Bounded: cleared when full.
+/// A cached fd: the Arc it came through (weakly), its number and kind.
+type CacheEntry = (std::sync::Weak<dyn AsFd + Send + Sync>, RawFd, FdKind);
+
 #[derive(Default)]
 pub(crate) struct FdCache {
-    map: std::sync::Mutex<
-        std::collections::HashMap<usize, (std::sync::Weak<dyn AsFd + Send + Sync>, RawFd, FdKind)>,
-    >,
+    map: std::sync::Mutex<std::collections::HashMap<usize, CacheEntry>>,
 }
 
 const FD_CACHE_MAX: usize = 4096;

@@ -339,3 +339,79 @@ fn blocking_stream_sockets_work_too() {
     out.shutdown(Shutdown::Write).unwrap();
     assert!(rx.join().unwrap() == data);
 }
+
+/// Small bodies are first tried inline (from the submitting thread); when the socket
+/// cannot take everything, the rest (header tail, body from the advanced offset,
+/// trailer) continues on the backend. Byte counts must add up exactly.
+#[test]
+fn inline_partial_sends_continue_on_the_backend_exactly() {
+    let _g = serial();
+    let engine = engine();
+    let data = pattern(60_000, 31);
+    let file = Arc::new(file_with(&data));
+    for nonblocking in [true, false] {
+        for fill in [0usize, 1, 2] {
+            let (c, s) = tcp_pair();
+            c.set_nonblocking(nonblocking).unwrap();
+            // fill 1: a tiny send buffer, so the inline send is partial; fill 2: a full
+            // socket, so the inline send is refused and the backend does everything.
+            let mut sent_before = 0;
+            if fill == 1 {
+                let v: libc::c_int = 4096;
+                // SAFETY: `v` is a live c_int of the size we pass.
+                let r = unsafe {
+                    libc::setsockopt(
+                        std::os::fd::AsRawFd::as_raw_fd(&c),
+                        libc::SOL_SOCKET,
+                        libc::SO_SNDBUF,
+                        (&v as *const libc::c_int).cast(),
+                        4,
+                    )
+                };
+                assert_eq!(r, 0);
+            }
+            if fill == 2 {
+                let junk = vec![7u8; 4096];
+                loop {
+                    match (&c).write(&junk) {
+                        Ok(n) => sent_before += n,
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                        Err(e) => panic!("{e}"),
+                    }
+                    if !nonblocking && sent_before > 1_000_000 {
+                        break; // a blocking socket would block us: stop early
+                    }
+                }
+            }
+            let rx = drain(s);
+            let c = Arc::new(c);
+            let header = vec![b'H'; 300];
+            let trailer = vec![b'T'; 200];
+            let done = engine
+                .submit(
+                    Transfer::new(file.clone(), c.clone())
+                        .src_offset(Some(0))
+                        .len(Some(60_000))
+                        .header(header.clone())
+                        .trailer(trailer.clone()),
+                )
+                .unwrap()
+                .wait()
+                .unwrap();
+            assert_eq!(
+                (done.header_bytes, done.bytes, done.trailer_bytes),
+                (300, 60_000, 200)
+            );
+            c.shutdown(Shutdown::Write).unwrap();
+            let got = rx.join().unwrap();
+            let got = &got[sent_before..];
+            let mut want = header.clone();
+            want.extend_from_slice(&data);
+            want.extend_from_slice(&trailer);
+            assert!(
+                got == want,
+                "nonblocking {nonblocking} fill {fill}: bytes differ"
+            );
+        }
+    }
+}

@@ -90,11 +90,11 @@ fn cases(o: &Options) -> Vec<Case> {
 
 /// Runs the benchmark and prints/writes the reports.
 pub fn run(o: &Options) -> io::Result<()> {
-    let runs = o.runs.unwrap_or(if o.quick { 2 } else { 5 }).max(1);
+    let runs = o.runs.unwrap_or(if o.quick { 2 } else { 3 }).max(1);
     let rr_time = if o.quick {
-        Duration::from_millis(300)
+        Duration::from_millis(250)
     } else {
-        Duration::from_secs(2)
+        Duration::from_secs(1)
     };
     let dir = tempfile::Builder::new().prefix("ferry-bench-").tempdir()?;
     let engines = Engines {
@@ -124,12 +124,12 @@ pub fn run(o: &Options) -> io::Result<()> {
         let data = if case.scenario == Scenario::SocketToSocket {
             None
         } else {
-            if !files.contains_key(&case.size) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = files.entry(case.size) {
                 bar.set_message(format!("writing {} bytes of test data", case.size));
                 let p = dir.path().join(format!("data-{}", case.size));
                 common::make_file(&p, case.size, case.size)?;
                 let sum = Checksum::of_file(&p, 0, case.size)?;
-                files.insert(case.size, (p, sum));
+                slot.insert((p, sum));
             }
             files.get(&case.size).cloned()
         };
