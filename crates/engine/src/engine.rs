@@ -32,6 +32,7 @@ pub(crate) struct Config {
     pub small_threshold: u64,
     pub ring_entries: u32,
     pub iowq_max_workers: u32,
+    pub link_splices: bool,
 }
 
 /// Builds an [`Engine`]; from [`Engine::builder`].
@@ -54,6 +55,7 @@ impl Default for EngineBuilder {
                 small_threshold: 64 * 1024,
                 ring_entries: 512,
                 iowq_max_workers: 16,
+                link_splices: true,
             },
             pipe_size: 1 << 20,
             pipe_pool_capacity: 64,
@@ -111,6 +113,13 @@ impl EngineBuilder {
     /// `SPLICE` runs on one of these.
     pub fn iowq_max_workers(mut self, n: u32) -> Self {
         self.config.iowq_max_workers = n.max(1);
+        self
+    }
+
+    /// io_uring: submit each pipe fill hard-linked to its drain (one ring round trip per
+    /// chunk instead of two). Default on; `false` runs the plain one-op state machine.
+    pub fn link_splices(mut self, on: bool) -> Self {
+        self.config.link_splices = on;
         self
     }
 

@@ -39,6 +39,8 @@ const TAG_SHIFT: u32 = 32;
 const TAG_OP: u64 = 0;
 const TAG_CANCEL: u64 = 1;
 const TAG_WAKE: u64 = 2;
+/// The second op (the drain) of a linked fill → drain pair.
+const TAG_OP2: u64 = 3;
 /// How often an unanswered AsyncCancel is sent again.
 const RECANCEL: Duration = Duration::from_millis(100);
 
@@ -217,6 +219,8 @@ enum Op {
     Fill,
     Drain,
     Poll,
+    /// A fill linked (IO_HARDLINK) to a drain: two CQEs.
+    Pair,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,6 +265,8 @@ struct Xfer {
     /// A blocking stream source has been polled readable for the next fill.
     src_ready: bool,
     in_flight: Option<Op>,
+    /// Results of a linked pair's fill and drain, as their CQEs arrive.
+    pair_res: [Option<i32>; 2],
     stop: Option<io::Error>,
     cancel_sent: Option<Instant>,
 }
@@ -306,6 +312,7 @@ impl Xfer {
             eof: false,
             src_ready: false,
             in_flight: None,
+            pair_res: [None, None],
             stop: None,
             cancel_sent: None,
         }
@@ -342,6 +349,8 @@ impl Xfer {
 /// What to do after an event.
 enum Next {
     Submit(Op, squeue::Entry),
+    /// fill, drain: submitted together, the fill hard-linked to the drain.
+    Pair(squeue::Entry, squeue::Entry),
     Finish,
 }
 
@@ -356,7 +365,8 @@ struct Driver {
     by_id: HashMap<u64, usize>,
     deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
     cancelling: Vec<usize>,
-    backlog: Vec<squeue::Entry>,
+    /// Entries waiting for SQ room; `true` = hard-linked to the next (kept together).
+    backlog: Vec<(squeue::Entry, bool)>,
     cqes: Vec<(u64, i32)>,
     shutting_down: bool,
 }
@@ -402,7 +412,7 @@ impl Driver {
     }
 
     fn push(&mut self, e: squeue::Entry) {
-        self.backlog.push(e);
+        self.backlog.push((e, false));
     }
 
     /// Moves queued entries into the SQ; returns whether any are left.
@@ -411,9 +421,14 @@ impl Driver {
         while i < self.backlog.len() {
             let mut sq = self.ring.submission();
             while i < self.backlog.len() {
+                let (e, linked) = &self.backlog[i];
+                // A chain must not be split across two submits: both or neither.
+                if *linked && sq.capacity() - sq.len() < 2 {
+                    break;
+                }
                 // SAFETY: every entry's buffers and fds are owned by a live Xfer in the
                 // slab (or by the driver: `wake_buf`), and stay alive until its CQE.
-                if unsafe { sq.push(&self.backlog[i]) }.is_err() {
+                if unsafe { sq.push(e) }.is_err() {
                     break;
                 }
                 i += 1;
@@ -594,10 +609,8 @@ impl Driver {
                         .is_some_and(|t| now.duration_since(t) >= RECANCEL)
                     {
                         x.cancel_sent = Some(now);
-                        let e = opcode::AsyncCancel::new(ud(TAG_OP, k))
-                            .build()
-                            .user_data(ud(TAG_CANCEL, k));
-                        self.push(e);
+                        let pair = x.in_flight == Some(Op::Pair);
+                        self.push_cancels(k, pair);
                     }
                     i += 1;
                 }
@@ -618,15 +631,23 @@ impl Driver {
         x.stop = Some(err);
         if x.in_flight.is_some() {
             x.cancel_sent = Some(Instant::now());
-            let e = opcode::AsyncCancel::new(ud(TAG_OP, k))
-                .build()
-                .user_data(ud(TAG_CANCEL, k));
-            self.push(e);
+            let pair = x.in_flight == Some(Op::Pair);
+            self.push_cancels(k, pair);
             self.cancelling.push(k);
         } else {
             let x = self.xfers.remove(k);
             let err = x.stop.as_ref().map(copy_err);
             self.finish_xfer(x, err);
+        }
+    }
+
+    /// AsyncCancel for the op(s) of transfer `k` (both of a pair).
+    fn push_cancels(&mut self, k: usize, pair: bool) {
+        for tag in [TAG_OP, TAG_OP2].into_iter().take(if pair { 2 } else { 1 }) {
+            let e = opcode::AsyncCancel::new(ud(tag, k))
+                .build()
+                .user_data(ud(TAG_CANCEL, k));
+            self.push(e);
         }
     }
 
@@ -650,6 +671,14 @@ impl Driver {
                     if key == (usize::MAX >> 32) {
                         self.cancelling.retain(|&k| k != usize::MAX);
                     }
+                }
+                TAG_OP2 => self.on_pair_cqe(key, 1, res),
+                _ if self
+                    .xfers
+                    .get(key)
+                    .is_some_and(|x| x.in_flight == Some(Op::Pair)) =>
+                {
+                    self.on_pair_cqe(key, 0, res)
                 }
                 _ => self.on_cqe(key, res),
             }
@@ -720,6 +749,63 @@ impl Driver {
         self.advance(k);
     }
 
+    /// A CQE of a linked fill (`idx` 0) → drain (`idx` 1) pair; acts when both are in.
+    fn on_pair_cqe(&mut self, k: usize, idx: usize, res: i32) {
+        let Some(x) = self.xfers.get_mut(k) else {
+            return;
+        };
+        x.pair_res[idx] = Some(res);
+        let [Some(r1), Some(r2)] = x.pair_res else {
+            return;
+        };
+        x.pair_res = [None, None];
+        x.in_flight = None;
+        if r1 >= 0 {
+            apply(x, Op::Fill, r1 as usize);
+        }
+        if r2 > 0 {
+            apply(x, Op::Drain, r2 as usize);
+        }
+        if x.stop.is_some() {
+            let x = self.xfers.remove(k);
+            let err = x.stop.as_ref().map(|e| copy_err_bytes(e, x.body));
+            self.finish_xfer(x, err);
+            return;
+        }
+        // -EAGAIN / -ECANCELED of either hop are not errors: re-plan (polling first).
+        let benign = |r: i32| r >= 0 || matches!(-r, libc::EAGAIN | libc::ECANCELED | libc::EINTR);
+        let fatal = [r1, r2].into_iter().find(|&r| !benign(r));
+        if let Some(r) = fatal {
+            let errno = -r;
+            let err = if errno >= 512 {
+                TransferError::io(
+                    io::ErrorKind::Interrupted,
+                    x.body,
+                    format!("interrupted (kernel code {errno})"),
+                )
+            } else {
+                TransferError::os(errno, x.body)
+            };
+            let x = self.xfers.remove(k);
+            self.finish_xfer(x, Some(err));
+            return;
+        }
+        let poll = if r2 == -libc::EAGAIN && x.in_pipe > 0 {
+            Some((x.job.plan.dst_fd, libc::POLLOUT)) // the destination is full
+        } else if r1 == -libc::EAGAIN && x.in_pipe == 0 {
+            Some((x.job.plan.src_fd, libc::POLLIN)) // nothing to read yet
+        } else {
+            None
+        };
+        if let Some((fd, ev)) = poll {
+            self.ctx.recorder.eagain.fetch_add(1, Ordering::Relaxed);
+            let e = opcode::PollAdd::new(types::Fd(fd), ev as u32).build();
+            self.submit_op(k, Op::Poll, e);
+            return;
+        }
+        self.advance(k);
+    }
+
     fn submit_op(&mut self, k: usize, op: Op, e: squeue::Entry) {
         self.xfers[k].in_flight = Some(op);
         self.push(e.user_data(ud(TAG_OP, k)));
@@ -737,6 +823,14 @@ impl Driver {
         };
         match next {
             Next::Submit(op, e) => self.submit_op(k, op, e),
+            Next::Pair(fill, drain) => {
+                self.xfers[k].in_flight = Some(Op::Pair);
+                let fill = fill
+                    .user_data(ud(TAG_OP, k))
+                    .flags(squeue::Flags::IO_HARDLINK);
+                self.backlog.push((fill, true));
+                self.push(drain.user_data(ud(TAG_OP2, k)));
+            }
             Next::Finish => {
                 let x = self.xfers.remove(k);
                 self.finish_xfer(x, None);
@@ -856,7 +950,7 @@ fn apply(x: &mut Xfer, op: Op, n: usize) -> bool {
             }
             x.in_pipe > 0
         }
-        Op::Poll => false,
+        Op::Poll | Op::Pair => false,
     }
 }
 
@@ -973,6 +1067,31 @@ fn plan_next(x: &mut Xfer, ctx: &Ctx) -> io::Result<Next> {
                 )
                 .flags(libc::SPLICE_F_NONBLOCK)
                 .build();
+                if ctx.config.link_splices {
+                    // Hard-linked drain: runs right after the fill in the same io-wq
+                    // worker, moving whatever the fill produced (NONBLOCK: an empty pipe
+                    // gives -EAGAIN instead of waiting).
+                    let more = !x.job.trailer.is_empty()
+                        || x.job
+                            .plan
+                            .body_hint()
+                            .is_some_and(|h| x.read + u64::from(want) < h);
+                    let mut flags = libc::SPLICE_F_NONBLOCK;
+                    if more {
+                        flags |= libc::SPLICE_F_MORE;
+                    }
+                    let off_out = x.dst_off.map_or(-1, |o| o as i64);
+                    let drain = opcode::Splice::new(
+                        types::Fd(pipe.reader().as_raw_fd()),
+                        -1,
+                        x.dst_fd(),
+                        off_out,
+                        want,
+                    )
+                    .flags(flags)
+                    .build();
+                    return Ok(Next::Pair(e, drain));
+                }
                 return Ok(Next::Submit(Op::Fill, e));
             }
             Phase::Trailer => {

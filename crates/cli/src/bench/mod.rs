@@ -101,6 +101,8 @@ pub fn run(o: &Options) -> io::Result<()> {
         uring: if o.methods.contains(&Method::EngineUring) {
             Engine::builder()
                 .backend(Backend::IoUring)
+                // FERRY_BENCH_LINK=0: the plain one-op state machine (docs/benchmarks.md)
+                .link_splices(std::env::var("FERRY_BENCH_LINK").map_or(true, |v| v != "0"))
                 .build()
                 .map_err(|e| format!("io_uring unavailable: {e}"))
         } else {
