@@ -69,14 +69,7 @@ impl BackendImpl for Blocking {
             },
             None => job,
         };
-        let out = Outcome {
-            started: Instant::now(),
-            body: 0,
-            header: 0,
-            trailer: 0,
-            error: Some(shutdown_error(0)),
-        };
-        job.finish(&self.ctx, out);
+        job.fail_before_start(&self.ctx, shutdown_error(0));
     }
 
     fn canceller(&self) -> Box<dyn Fn(u64) + Send + Sync> {

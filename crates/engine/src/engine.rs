@@ -283,6 +283,18 @@ impl Job {
         slot.complete(result);
     }
 
+    /// Fails a job that never reached the kernel (e.g. submitted during shutdown).
+    pub(crate) fn fail_before_start(self, ctx: &Ctx, error: io::Error) {
+        let out = Outcome {
+            started: Instant::now(),
+            body: 0,
+            header: 0,
+            trailer: 0,
+            error: Some(error),
+        };
+        self.finish(ctx, out);
+    }
+
     /// The error a cancelled or timed-out job fails with, if it should stop now.
     pub(crate) fn stop_reason(&self, now: Instant, body: u64) -> Option<io::Error> {
         if self.slot.cancel_requested() {

@@ -559,14 +559,7 @@ impl Driver {
 
     fn start(&mut self, job: Job) {
         if self.shutting_down {
-            let out = Outcome {
-                started: Instant::now(),
-                body: 0,
-                header: 0,
-                trailer: 0,
-                error: Some(shutdown_error(0)),
-            };
-            job.finish(&self.ctx, out);
+            job.fail_before_start(&self.ctx, shutdown_error(0));
             return;
         }
         let id = job.slot.id;

@@ -1,17 +1,10 @@
 //! The pipe pool on real kernel pipes.
 use ferry_pipes::{PipePool, PoolConfig};
+use ferry_testkit::{fd_count, serial};
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
-use std::sync::{Mutex, MutexGuard};
 
-static SERIAL: Mutex<()> = Mutex::new(());
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
 fn fl(fd: impl AsRawFd, cmd: i32) -> i32 {
     // SAFETY: F_GETFL/F_GETFD take no argument.
     unsafe { libc::fcntl(fd.as_raw_fd(), cmd) }

@@ -77,6 +77,77 @@ fn engine_for(method: Method, engines: &Engines) -> io::Result<&ferry_engine::En
     e.as_ref().map_err(|r| fail(r.clone()))
 }
 
+/// Moves `size` bytes of `src` (from offset 0) to `dst` with `method`. `dst` is a socket
+/// or (`dst_is_file`) a fresh file written from offset 0.
+fn send_file<D>(
+    method: Method,
+    src: &File,
+    dst: &Arc<D>,
+    dst_is_file: bool,
+    size: u64,
+    engines: &Engines,
+) -> io::Result<()>
+where
+    D: std::os::fd::AsFd + Send + Sync + 'static,
+    for<'a> &'a D: Write,
+{
+    let out: &D = dst;
+    match method {
+        Method::ReadWrite => {
+            let mut buf = vec![0u8; BUF];
+            loop {
+                let n = (&mut &*src).read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                (&mut &*out).write_all(&buf[..n])?;
+            }
+        }
+        Method::StdCopy => {
+            io::copy(&mut &*src, &mut &*out)?;
+        }
+        Method::Sendfile => {
+            let mut off = 0u64;
+            while off < size {
+                let n = ferry_compat::sendfile(out, src, Some(off), (size - off) as usize)?;
+                if n == 0 {
+                    break;
+                }
+                off += n as u64;
+            }
+        }
+        Method::Splice => {
+            let pool = pipe_pool()?;
+            let pipe = pool.get()?;
+            let (mut off, mut doff) = (0u64, 0u64);
+            while off < size {
+                let want = ((size - off) as usize).min(pipe.size());
+                let n = ferry_compat::splice(
+                    src,
+                    pipe.writer(),
+                    want,
+                    Some(off),
+                    None,
+                    SpliceFlags::empty(),
+                )?;
+                if n == 0 {
+                    break;
+                }
+                drain_pipe(&pipe, out, n, dst_is_file.then_some(&mut doff))?;
+                off += n as u64;
+            }
+        }
+        Method::EngineUring | Method::EngineBlocking => {
+            let engine = engine_for(method, engines)?;
+            let t = Transfer::new(Arc::new(src.try_clone()?), dst.clone())
+                .src_offset(Some(0))
+                .len(Some(size));
+            engine.submit(t)?.wait()?;
+        }
+    }
+    Ok(())
+}
+
 /// Sends `path` (`size` bytes) with `method` to a discarding TCP receiver.
 pub fn file_to_socket(
     method: Method,
@@ -88,67 +159,11 @@ pub fn file_to_socket(
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let sink = spawn_sink(listener, expect.is_some());
-    let mut client = TcpStream::connect(addr)?;
-    let mut file = File::open(path)?;
+    let client = Arc::new(TcpStream::connect(addr)?);
+    let file = File::open(path)?;
     let cpu0 = cpu_time(false);
     let t0 = Instant::now();
-    match method {
-        Method::ReadWrite => {
-            let mut buf = vec![0u8; BUF];
-            loop {
-                let n = file.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                client.write_all(&buf[..n])?;
-            }
-        }
-        Method::StdCopy => {
-            io::copy(&mut file, &mut client)?;
-        }
-        Method::Sendfile => {
-            let mut off = 0u64;
-            while off < size {
-                let n = ferry_compat::sendfile(&client, &file, Some(off), (size - off) as usize)?;
-                if n == 0 {
-                    break;
-                }
-                off += n as u64;
-            }
-        }
-        Method::Splice => {
-            let pool = pipe_pool()?;
-            let pipe = pool.get()?;
-            let mut off = 0u64;
-            while off < size {
-                let want = ((size - off) as usize).min(pipe.size());
-                let n = ferry_compat::splice(
-                    &file,
-                    pipe.writer(),
-                    want,
-                    Some(off),
-                    None,
-                    SpliceFlags::empty(),
-                )?;
-                if n == 0 {
-                    break;
-                }
-                drain_pipe(&pipe, &client, n, None)?;
-                off += n as u64;
-            }
-        }
-        Method::EngineUring | Method::EngineBlocking => {
-            let engine = engine_for(method, engines)?;
-            let client = Arc::new(client.try_clone()?);
-            engine
-                .submit(
-                    Transfer::new(Arc::new(file.try_clone()?), client)
-                        .src_offset(Some(0))
-                        .len(Some(size)),
-                )?
-                .wait()?;
-        }
-    }
+    send_file(method, &file, &client, false, size, engines)?;
     client.shutdown(Shutdown::Write)?;
     drop(client);
     let (bytes, sum, sink_cpu) = sink.join().map_err(|_| fail("receiver panicked"))??;
@@ -306,70 +321,18 @@ pub fn file_to_file(
 ) -> io::Result<RunResult> {
     let dst_path = dir.join(format!("copy-{}", method.name()));
     let _ = std::fs::remove_file(&dst_path);
-    let mut src = File::open(src_path)?;
-    let mut dst = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&dst_path)?;
+    let src = File::open(src_path)?;
+    let dst = Arc::new(
+        File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&dst_path)?,
+    );
     let cpu0 = cpu_time(false);
     let t0 = Instant::now();
-    match method {
-        Method::ReadWrite => {
-            let mut buf = vec![0u8; BUF];
-            loop {
-                let n = src.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                dst.write_all(&buf[..n])?;
-            }
-        }
-        Method::StdCopy => {
-            io::copy(&mut src, &mut dst)?;
-        }
-        Method::Sendfile => {
-            let mut off = 0u64;
-            while off < size {
-                let n = ferry_compat::sendfile(&dst, &src, Some(off), (size - off) as usize)?;
-                if n == 0 {
-                    break;
-                }
-                off += n as u64;
-            }
-        }
-        Method::Splice => {
-            let pool = pipe_pool()?;
-            let pipe = pool.get()?;
-            let (mut off, mut doff) = (0u64, 0u64);
-            while off < size {
-                let want = ((size - off) as usize).min(pipe.size());
-                let n = ferry_compat::splice(
-                    &src,
-                    pipe.writer(),
-                    want,
-                    Some(off),
-                    None,
-                    SpliceFlags::empty(),
-                )?;
-                if n == 0 {
-                    break;
-                }
-                drain_pipe(&pipe, &dst, n, Some(&mut doff))?;
-                off += n as u64;
-            }
-        }
-        Method::EngineUring | Method::EngineBlocking => {
-            let engine = engine_for(method, engines)?;
-            engine
-                .submit(
-                    Transfer::new(Arc::new(src.try_clone()?), Arc::new(dst.try_clone()?))
-                        .src_offset(Some(0)),
-                )?
-                .wait()?;
-        }
-    }
+    send_file(method, &src, &dst, true, size, engines)?;
     let secs = t0.elapsed().as_secs_f64();
     let cpu = (cpu_time(false) - cpu0).as_secs_f64();
     let bytes = dst.metadata()?.len();
