@@ -121,3 +121,39 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units_and_bad_ones_name_the_problem() {
+        assert_eq!(parse_size("4K"), Ok(4096));
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("1M"), Ok(1 << 20));
+        assert_eq!(parse_size("256mib"), Ok(256 << 20));
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert!(parse_size("0").unwrap_err().contains("positive"));
+        assert!(parse_size("4X").unwrap_err().contains("unit"));
+        assert!(parse_size("K").unwrap_err().contains("bad size"));
+        assert!(parse_size("1000G").unwrap_err().contains("too large"));
+    }
+
+    #[test]
+    fn names_round_trip_and_unknown_ones_list_the_choices() {
+        for m in Method::ALL {
+            assert_eq!(parse_method(m.name()), Ok(m));
+        }
+        for s in Scenario::ALL {
+            assert_eq!(parse_scenario(s.name()), Ok(s));
+        }
+        assert!(parse_method("mmap").unwrap_err().contains("engine-uring"));
+        assert!(parse_scenario("udp").unwrap_err().contains("file-to-file"));
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -87,6 +87,19 @@ struct Conn {
     open: bool,
 }
 
+/// What the server's connections share.
+struct Server<'a> {
+    method: Method,
+    file: Arc<File>,
+    size: u64,
+    hdr: [u8; HDR],
+    pool: PipePool,
+    engine: Option<&'a ferry_engine::Engine>,
+    poll: Poll,
+    waker: Waker,
+    open: usize,
+}
+
 struct MioWake(mio::Waker);
 impl Wake for MioWake {
     fn wake(self: Arc<Self>) {
@@ -119,26 +132,37 @@ fn serve(
     n: usize,
     engine: Option<&ferry_engine::Engine>,
 ) -> io::Result<()> {
-    let mut poll = Poll::new()?;
+    let poll = Poll::new()?;
     let waker = Arc::new(MioWake(mio::Waker::new(poll.registry(), WAKE)?));
-    let task_waker = Waker::from(waker);
-    let pool = PipePool::new(PoolConfig {
-        capacity: n,
-        ..PoolConfig::default()
-    })?;
-    let hdr = header(size);
+    let mut srv = Server {
+        method,
+        file,
+        size,
+        hdr: header(size),
+        pool: PipePool::new(PoolConfig {
+            capacity: n,
+            ..PoolConfig::default()
+        })?,
+        engine,
+        poll,
+        waker: Waker::from(waker),
+        open: n,
+    };
     let mut conns = Vec::with_capacity(n);
     for i in 0..n {
         let (s, _) = listener.accept()?;
         s.set_nonblocking(true)?;
         s.set_nodelay(true)?;
         let mut sock = TcpStream::from_std(s);
-        poll.registry()
-            .register(&mut sock, Token(i), Interest::READABLE | Interest::WRITABLE)?;
+        srv.poll.registry().register(
+            &mut sock,
+            Token(i),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
         let mut buf = Vec::new();
         if method == Method::ReadWrite {
             buf = vec![0u8; HDR + size as usize];
-            buf[..HDR].copy_from_slice(&hdr);
+            buf[..HDR].copy_from_slice(&srv.hdr);
         }
         conns.push(Conn {
             sock: Arc::new(sock),
@@ -147,10 +171,9 @@ fn serve(
             open: true,
         });
     }
-    let mut open = n;
     let mut events = Events::with_capacity(1024);
-    while open > 0 {
-        poll.poll(&mut events, Some(Duration::from_secs(10)))?;
+    while srv.open > 0 {
+        srv.poll.poll(&mut events, Some(Duration::from_secs(10)))?;
         if events.is_empty() {
             return Err(fail("server: no event for 10 s"));
         }
@@ -158,43 +181,19 @@ fn serve(
         for ev in events.iter() {
             if ev.token() == WAKE {
                 woken = true;
-            } else {
-                let i = ev.token().0;
-                if conns[i].open {
-                    progress(
-                        &mut conns[i],
-                        method,
-                        &file,
-                        size,
-                        &hdr,
-                        &pool,
-                        engine,
-                        &mut open,
-                        &poll,
-                        &task_waker,
-                    )?;
-                }
+            } else if conns[ev.token().0].open {
+                srv.progress(&mut conns[ev.token().0])?;
             }
         }
         if woken {
-            let mut cx = Context::from_waker(&task_waker);
+            let waker = srv.waker.clone();
+            let mut cx = Context::from_waker(&waker);
             for c in conns.iter_mut() {
                 if let St::Engine(h) = &mut c.st {
                     if let TaskPoll::Ready(r) = std::pin::Pin::new(h).poll(&mut cx) {
                         r?;
                         c.st = St::Idle;
-                        progress(
-                            c,
-                            method,
-                            &file,
-                            size,
-                            &hdr,
-                            &pool,
-                            engine,
-                            &mut open,
-                            &poll,
-                            &task_waker,
-                        )?;
+                        srv.progress(c)?;
                     }
                 }
             }
@@ -203,141 +202,128 @@ fn serve(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn progress(
-    c: &mut Conn,
-    method: Method,
-    file: &Arc<File>,
-    size: u64,
-    hdr: &[u8; HDR],
-    pool: &PipePool,
-    engine: Option<&ferry_engine::Engine>,
-    open: &mut usize,
-    poll: &Poll,
-    waker: &Waker,
-) -> io::Result<()> {
-    loop {
-        match &mut c.st {
-            St::Engine(_) => return Ok(()),
-            St::Idle => {
-                let mut req = [0u8; 64];
-                match (&*c.sock).read(&mut req) {
-                    Ok(0) => {
-                        c.open = false;
-                        *open -= 1;
-                        if let Some(s) = Arc::get_mut(&mut c.sock) {
-                            poll.registry().deregister(s)?;
-                        }
-                        return Ok(());
-                    }
-                    Ok(_) => {
-                        if let Some(engine) = engine {
-                            let t = Transfer::new(file.clone(), c.sock.clone())
-                                .src_offset(Some(0))
-                                .len(Some(size))
-                                .header(hdr.to_vec());
-                            let mut h = engine.submit(t)?;
-                            // Poll once: registers the waker (or it is already done).
-                            match std::pin::Pin::new(&mut h).poll(&mut Context::from_waker(waker)) {
-                                TaskPoll::Ready(r) => {
-                                    r?;
-                                    continue;
-                                }
-                                TaskPoll::Pending => c.st = St::Engine(h),
+impl Server<'_> {
+    /// Advances connection `c` as far as it can go without blocking.
+    fn progress(&mut self, c: &mut Conn) -> io::Result<()> {
+        loop {
+            match &mut c.st {
+                St::Engine(_) => return Ok(()),
+                St::Idle => {
+                    let mut req = [0u8; 64];
+                    match (&*c.sock).read(&mut req) {
+                        Ok(0) => {
+                            c.open = false;
+                            self.open -= 1;
+                            if let Some(s) = Arc::get_mut(&mut c.sock) {
+                                self.poll.registry().deregister(s)?;
                             }
                             return Ok(());
                         }
-                        if method == Method::ReadWrite {
-                            let body = &mut c.buf[HDR..];
-                            let mut got = 0;
-                            while got < body.len() {
-                                let k = std::os::unix::fs::FileExt::read_at(
-                                    &**file,
-                                    &mut body[got..],
-                                    got as u64,
-                                )?;
-                                if k == 0 {
-                                    return Err(fail("data file shrank"));
+                        Ok(_) => {
+                            if let Some(engine) = self.engine {
+                                let t = Transfer::new(self.file.clone(), c.sock.clone())
+                                    .src_offset(Some(0))
+                                    .len(Some(self.size))
+                                    .header(self.hdr.to_vec());
+                                let mut h = engine.submit(t)?;
+                                // Poll once: registers the waker (or it is already done).
+                                match std::pin::Pin::new(&mut h)
+                                    .poll(&mut Context::from_waker(&self.waker))
+                                {
+                                    TaskPoll::Ready(r) => {
+                                        r?;
+                                        continue;
+                                    }
+                                    TaskPoll::Pending => c.st = St::Engine(h),
                                 }
-                                got += k;
+                                return Ok(());
                             }
+                            if self.method == Method::ReadWrite {
+                                let body = &mut c.buf[HDR..];
+                                let mut got = 0;
+                                while got < body.len() {
+                                    let k = std::os::unix::fs::FileExt::read_at(
+                                        &*self.file,
+                                        &mut body[got..],
+                                        got as u64,
+                                    )?;
+                                    if k == 0 {
+                                        return Err(fail("data file shrank"));
+                                    }
+                                    got += k;
+                                }
+                            }
+                            c.st = St::Resp(Resp::default());
                         }
-                        c.st = St::Resp(Resp::default());
+                        Err(e) if would_block(&e) => return Ok(()),
+                        Err(e) => return Err(e),
                     }
+                }
+                St::Resp(r) => match self.respond(r, &c.sock, &c.buf) {
+                    Ok(true) => c.st = St::Idle,
+                    Ok(false) => return Ok(()),
                     Err(e) if would_block(&e) => return Ok(()),
                     Err(e) => return Err(e),
-                }
+                },
             }
-            St::Resp(r) => match respond(r, method, &c.sock, file, size, hdr, &c.buf, pool) {
-                Ok(true) => c.st = St::Idle,
-                Ok(false) => return Ok(()),
-                Err(e) if would_block(&e) => return Ok(()),
-                Err(e) => return Err(e),
-            },
         }
     }
-}
 
-/// Advances a response; Ok(true) when all of it is in the socket.
-#[allow(clippy::too_many_arguments)]
-fn respond(
-    r: &mut Resp,
-    method: Method,
-    sock: &TcpStream,
-    file: &File,
-    size: u64,
-    hdr: &[u8; HDR],
-    buf: &[u8],
-    pool: &PipePool,
-) -> io::Result<bool> {
-    if method == Method::ReadWrite {
-        while r.hdr_sent < buf.len() {
-            r.hdr_sent += (&*sock).write(&buf[r.hdr_sent..])?;
-        }
-        return Ok(true);
-    }
-    while r.hdr_sent < HDR {
-        r.hdr_sent += send_more(sock, &hdr[r.hdr_sent..])?;
-    }
-    match method {
-        Method::Sendfile => {
-            while r.off < size {
-                let n = ferry_compat::sendfile(sock, file, Some(r.off), (size - r.off) as usize)?;
-                if n == 0 {
-                    return Err(fail("data file shrank"));
-                }
-                r.off += n as u64;
+    /// Advances a response; Ok(true) when all of it is in the socket.
+    fn respond(&self, r: &mut Resp, sock: &TcpStream, buf: &[u8]) -> io::Result<bool> {
+        let (method, file, size, hdr, pool) =
+            (self.method, &*self.file, self.size, &self.hdr, &self.pool);
+        if method == Method::ReadWrite {
+            while r.hdr_sent < buf.len() {
+                r.hdr_sent += (&*sock).write(&buf[r.hdr_sent..])?;
             }
+            return Ok(true);
         }
-        Method::Splice => {
-            if r.pipe.is_none() {
-                r.pipe = Some(pool.get()?);
-            }
-            let pipe = r.pipe.as_ref().expect("pipe");
-            let nb = SpliceFlags::NONBLOCK;
-            while r.off < size || r.in_pipe > 0 {
-                if r.in_pipe == 0 {
-                    let want = ((size - r.off) as usize).min(pipe.size());
-                    let n = ferry_compat::splice(file, pipe.writer(), want, Some(r.off), None, nb)?;
+        while r.hdr_sent < HDR {
+            r.hdr_sent += send_more(sock, &hdr[r.hdr_sent..])?;
+        }
+        match method {
+            Method::Sendfile => {
+                while r.off < size {
+                    let n =
+                        ferry_compat::sendfile(sock, file, Some(r.off), (size - r.off) as usize)?;
                     if n == 0 {
                         return Err(fail("data file shrank"));
                     }
                     r.off += n as u64;
-                    r.in_pipe = n;
                 }
-                let flags = if r.off < size {
-                    nb | SpliceFlags::MORE
-                } else {
-                    nb
-                };
-                r.in_pipe -=
-                    ferry_compat::splice(pipe.reader(), sock, r.in_pipe, None, None, flags)?;
             }
-            r.pipe = None; // empty: back to the pool
+            Method::Splice => {
+                if r.pipe.is_none() {
+                    r.pipe = Some(pool.get()?);
+                }
+                let pipe = r.pipe.as_ref().expect("pipe");
+                let nb = SpliceFlags::NONBLOCK;
+                while r.off < size || r.in_pipe > 0 {
+                    if r.in_pipe == 0 {
+                        let want = ((size - r.off) as usize).min(pipe.size());
+                        let n =
+                            ferry_compat::splice(file, pipe.writer(), want, Some(r.off), None, nb)?;
+                        if n == 0 {
+                            return Err(fail("data file shrank"));
+                        }
+                        r.off += n as u64;
+                        r.in_pipe = n;
+                    }
+                    let flags = if r.off < size {
+                        nb | SpliceFlags::MORE
+                    } else {
+                        nb
+                    };
+                    r.in_pipe -=
+                        ferry_compat::splice(pipe.reader(), sock, r.in_pipe, None, None, flags)?;
+                }
+                r.pipe = None; // empty: back to the pool
+            }
+            _ => return Err(fail("method has no event-loop responder")),
         }
-        _ => return Err(fail("method has no event-loop responder")),
+        Ok(true)
     }
-    Ok(true)
 }
 
 struct ClientConn {
