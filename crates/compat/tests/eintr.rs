@@ -44,6 +44,9 @@ fn a_blocked_splice_interrupted_by_signals_is_retried_until_data_arrives() {
     let n = splice(&r, &out, 100, None, Some(0), SpliceFlags::empty()).unwrap();
     let w = kicker.join().unwrap();
     assert_eq!(n, 17);
-    assert!(SIGNALS.load(Ordering::SeqCst) >= 5, "the signals were delivered");
+    assert!(
+        SIGNALS.load(Ordering::SeqCst) >= 5,
+        "the signals were delivered"
+    );
     drop(w);
 }

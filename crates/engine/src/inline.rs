@@ -3,11 +3,12 @@
 //! backend. This removes the two thread hand-offs (to a ring or worker thread and back)
 //! that otherwise dominate small responses; see docs/engine.md for the numbers.
 //!
-//! * Non-blocking socket: `send(header, MSG_MORE|MSG_DONTWAIT)`, `sendfile(body)`,
-//!   `send(trailer)`: zero-copy, two syscalls without a trailer.
-//! * Blocking socket (`sendfile` could block the caller): `pread` the body into a
-//!   buffer after the header and send header | body | trailer in one
-//!   `send(MSG_DONTWAIT)`.
+//! * Non-blocking socket with a header: `send(header, MSG_MORE|MSG_DONTWAIT|MSG_NOSIGNAL)`,
+//!   `sendfile(body)`, `send(trailer)`: zero-copy, two syscalls without a trailer. The
+//!   header send reports a dead peer as EPIPE before `sendfile` could raise SIGPIPE.
+//! * Otherwise (a blocking socket, where `sendfile` could block the caller, or no
+//!   header): `pread` the body into a buffer after the header and send header | body |
+//!   trailer in one `send(MSG_DONTWAIT|MSG_NOSIGNAL)`.
 //!
 //! Whatever went out is reported as [`Sent`]; the engine turns the rest into an
 //! ordinary, smaller transfer for the backend (remaining header, body from the advanced
@@ -72,7 +73,10 @@ pub(crate) fn attempt(plan: &Plan, header: &[u8], trailer: &[u8], threshold: u64
     }
     let started = Instant::now();
     let mut sent = Sent::default();
-    let result = if plan.dst_nonblocking_before == Some(true) {
+    // Zero-copy only behind a header sent with MSG_NOSIGNAL: a dead peer then shows as
+    // EPIPE there, before `sendfile` (which has no MSG_NOSIGNAL) could raise SIGPIPE in
+    // the caller's thread. Without a header: pread + send(MSG_NOSIGNAL).
+    let result = if plan.dst_nonblocking_before == Some(true) && !header.is_empty() {
         zero_copy(plan, header, body, trailer, &mut sent)
     } else {
         buffered(plan, header, body, trailer, &mut sent)

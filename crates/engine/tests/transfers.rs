@@ -78,10 +78,13 @@ fn many_concurrent_file_to_socket_with_headers_and_trailers() {
 }
 
 #[test]
-fn file_to_file_and_file_to_pipe_with_offsets() {
+fn file_to_file_and_file_to_pipe_concurrently_with_offsets_headers_trailers() {
     let _g = serial();
     let engine = engine();
-    for (i, size) in [0usize, 1, 4096, 70_000, 1 << 20, 5_000_123]
+    let mut files = Vec::new();
+    let mut pipes = Vec::new();
+    // Everything is submitted first, then awaited: all transfers are in flight together.
+    for (i, size) in [0usize, 1, 4096, 70_000, 1 << 20, 5_000_123, 13_000_000]
         .into_iter()
         .enumerate()
     {
@@ -90,16 +93,28 @@ fn file_to_file_and_file_to_pipe_with_offsets() {
         let mut dst = tempfile::tempfile().unwrap();
         dst.write_all(b"keep").unwrap(); // the copy lands at dst's position (4)
         let dst = Arc::new(dst);
-        let done = engine
+        let h = engine
             .submit(
                 Transfer::new(src.clone(), dst.clone())
                     .src_offset(Some(10))
                     .header(b"<h>".to_vec())
                     .trailer(b"<t>".to_vec()),
             )
-            .unwrap()
-            .wait()
             .unwrap();
+        files.push((h, dst, data.clone(), size));
+        let (r, w) = std::io::pipe().unwrap();
+        let rx = drain(r);
+        let h = engine
+            .submit(
+                Transfer::new(src, Arc::new(w))
+                    .src_offset(Some(10))
+                    .header(b"P".to_vec()),
+            )
+            .unwrap();
+        pipes.push((h, rx, data, size));
+    }
+    for (h, dst, data, size) in files {
+        let done = h.wait().unwrap();
         assert_eq!(done.bytes, size as u64);
         assert_eq!(done.kind, TransferKind::FileToFile);
         let mut got = Vec::new();
@@ -110,17 +125,14 @@ fn file_to_file_and_file_to_pipe_with_offsets() {
         want.extend_from_slice(&data[10..]);
         want.extend_from_slice(b"<t>");
         assert!(got == want, "file copy of {size} differs");
-
-        let (r, w) = std::io::pipe().unwrap();
-        let rx = drain(r);
-        let done = engine
-            .submit(Transfer::new(src, Arc::new(w)).src_offset(Some(10)))
-            .unwrap()
-            .wait()
-            .unwrap();
-        assert_eq!(done.bytes, size as u64);
+    }
+    for (h, rx, data, size) in pipes {
+        let done = h.wait().unwrap();
+        assert_eq!((done.bytes, done.header_bytes), (size as u64, 1));
         assert_eq!(done.kind, TransferKind::FileToPipe);
-        assert!(rx.join().unwrap() == data[10..]);
+        let got = rx.join().unwrap();
+        assert_eq!(got[0], b'P');
+        assert!(got[1..] == data[10..], "pipe transfer of {size} differs");
     }
 }
 
