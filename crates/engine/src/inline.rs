@@ -43,11 +43,10 @@ pub(crate) enum Inline {
     Failed(io::Error, Instant),
 }
 
-fn send(fd: i32, buf: &[u8], more: bool) -> io::Result<usize> {
-    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
+/// Runs a syscall returning `ssize_t`, retrying while it fails with EINTR.
+fn retry_eintr(mut call: impl FnMut() -> isize) -> io::Result<usize> {
     loop {
-        // SAFETY: `buf` is valid for reads of its length; the caller's Arc keeps the fd open.
-        let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), flags) };
+        let n = call();
         if n >= 0 {
             return Ok(n as usize);
         }
@@ -56,6 +55,12 @@ fn send(fd: i32, buf: &[u8], more: bool) -> io::Result<usize> {
             return Err(e);
         }
     }
+}
+
+fn send(fd: i32, buf: &[u8], more: bool) -> io::Result<usize> {
+    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
+    // SAFETY: `buf` is valid for reads of its length; the caller's Arc keeps the fd open.
+    retry_eintr(|| unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), flags) })
 }
 
 pub(crate) fn attempt(plan: &Plan, header: &[u8], trailer: &[u8], threshold: u64) -> Inline {
@@ -114,17 +119,10 @@ fn zero_copy(
     }
     let off = plan.src_off.unwrap_or(0);
     while sent.body < body {
-        let mut o = (off + sent.body) as libc::off_t;
         let want = (body - sent.body) as usize;
+        let mut o = (off + sent.body) as libc::off_t;
         // SAFETY: `o` is a live local offset; both fds are held by the caller's Arcs.
-        let n = unsafe { libc::sendfile(fd, plan.src_fd, &mut o, want) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
+        let n = retry_eintr(|| unsafe { libc::sendfile(fd, plan.src_fd, &mut o, want) })?;
         if n == 0 {
             return Ok(()); // file shorter than expected: the backend reports it
         }
@@ -150,22 +148,15 @@ fn buffered(
     let mut got = 0usize;
     while got < b {
         let want = &mut buf[h + got..h + b];
+        let at = (off + got as u64) as libc::off_t;
         // SAFETY: `want` is valid for writes of its length; the fd is held by the caller's Arc.
-        let n = unsafe {
-            libc::pread(
-                plan.src_fd,
-                want.as_mut_ptr().cast(),
-                want.len(),
-                (off + got as u64) as libc::off_t,
-            )
+        let n = retry_eintr(|| unsafe {
+            libc::pread(plan.src_fd, want.as_mut_ptr().cast(), want.len(), at)
+        });
+        let Ok(n @ 1..) = n else {
+            return Ok(()); // EOF or error, nothing sent: the backend reports it properly
         };
-        if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-            continue;
-        }
-        if n <= 0 {
-            return Ok(()); // nothing sent; the backend reports short files and errors
-        }
-        got += n as usize;
+        got += n;
     }
     buf[h + b..].copy_from_slice(trailer);
     let n = send(plan.dst_fd, &buf, false)? as u64;
