@@ -427,3 +427,17 @@ fn inline_partial_sends_continue_on_the_backend_exactly() {
         }
     }
 }
+
+/// design.md's contract: `Engine: Send + Sync`, handles `Send`, `Backend: Copy + Eq + Debug`.
+#[test]
+fn the_public_types_have_the_promised_traits() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    fn copy_eq_debug<T: Copy + PartialEq + Eq + std::fmt::Debug>() {}
+    send_sync::<ferry_engine::Engine>();
+    send::<ferry_engine::TransferHandle>();
+    send::<Transfer>();
+    copy_eq_debug::<ferry_engine::Backend>();
+    send_sync::<ferry_pipes::PipePool>();
+    send::<ferry_pipes::PooledPipe>();
+}
