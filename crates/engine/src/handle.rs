@@ -4,7 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -28,72 +28,6 @@ pub struct Completed {
     pub elapsed: Duration,
 }
 
-/// The error of a failed transfer, found inside the `io::Error` it returns
-/// (`err.get_ref()` / [`TransferError::of`]). The `io::Error`'s kind is the kernel
-/// error's kind (or `TimedOut`, `Interrupted`, `UnexpectedEof`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TransferError {
-    /// The kernel's errno, when the failure came from the kernel.
-    pub errno: Option<i32>,
-    /// Body bytes moved before the failure.
-    pub bytes: u64,
-    /// What happened.
-    pub reason: String,
-}
-
-impl TransferError {
-    /// The `TransferError` inside an error returned by a transfer, if any.
-    pub fn of(err: &io::Error) -> Option<&TransferError> {
-        err.get_ref()?.downcast_ref()
-    }
-
-    pub(crate) fn into_io(self, kind: io::ErrorKind) -> io::Error {
-        io::Error::new(kind, self)
-    }
-
-    /// From a kernel errno.
-    pub(crate) fn os(errno: i32, bytes: u64) -> io::Error {
-        let kind = io::Error::from_raw_os_error(errno).kind();
-        TransferError {
-            errno: Some(errno),
-            bytes,
-            reason: io::Error::from_raw_os_error(errno).to_string(),
-        }
-        .into_io(kind)
-    }
-
-    pub(crate) fn io(kind: io::ErrorKind, bytes: u64, reason: impl Into<String>) -> io::Error {
-        TransferError {
-            errno: None,
-            bytes,
-            reason: reason.into(),
-        }
-        .into_io(kind)
-    }
-}
-
-impl TransferError {
-    /// The same error with `bytes` set to the body bytes really delivered.
-    pub(crate) fn rebase(e: io::Error, bytes: u64) -> io::Error {
-        match TransferError::of(&e) {
-            Some(t) => {
-                let mut t = t.clone();
-                t.bytes = bytes;
-                t.into_io(e.kind())
-            }
-            None => e,
-        }
-    }
-}
-
-impl fmt::Display for TransferError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} after {} body bytes", self.reason, self.bytes)
-    }
-}
-
-impl std::error::Error for TransferError {}
-
 #[derive(Default)]
 struct State {
     result: Option<io::Result<Completed>>,
@@ -109,6 +43,8 @@ pub(crate) struct Slot {
     state: Mutex<State>,
     cv: Condvar,
     pub(crate) cancel: AtomicBool,
+    /// Body bytes delivered so far (final once the result is in).
+    pub(crate) progress: AtomicU64,
     pub(crate) id: u64,
     canceller: Arc<dyn Fn(u64) + Send + Sync>,
     on_done: Box<dyn Fn() + Send + Sync>,
@@ -124,6 +60,7 @@ impl Slot {
             state: Mutex::new(State::default()),
             cv: Condvar::new(),
             cancel: AtomicBool::new(false),
+            progress: AtomicU64::new(0),
             id,
             canceller,
             on_done,
@@ -221,6 +158,27 @@ impl TransferHandle {
         st.result.is_some() || st.taken
     }
 
+    /// A live view of the body bytes this transfer has delivered: useful after a
+    /// failure (a kernel error is a plain OS error, with no room for the count) and
+    /// to watch a long transfer. Keep it before `wait`/`.await` consume the handle.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # let engine = ferry_engine::Engine::new()?;
+    /// # let (_r, w) = std::io::pipe()?;
+    /// # let file = Arc::new(tempfile::tempfile()?);
+    /// let h = engine.submit(ferry_engine::Transfer::new(file, Arc::new(w)).len(Some(0)))?;
+    /// let progress = h.progress();
+    /// let result = h.wait();
+    /// println!("{:?} after {} body bytes", result.map(|c| c.bytes), progress.bytes());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn progress(&self) -> Progress {
+        Progress {
+            slot: self.slot.clone(),
+        }
+    }
+
     /// Asks the engine to stop the transfer; it then fails with `Interrupted` (unless it
     /// finished first). Returns at once; the result still arrives through the handle.
     pub fn cancel(&self) {
@@ -247,5 +205,34 @@ impl Future for TransferHandle {
             _ => st.waker = Some(cx.waker().clone()),
         }
         Poll::Pending
+    }
+}
+
+/// Body bytes a transfer has delivered; from [`TransferHandle::progress`].
+#[derive(Clone)]
+pub struct Progress {
+    slot: Arc<Slot>,
+}
+
+impl Progress {
+    /// Body bytes delivered to `dst` so far; after completion, the final count
+    /// (including for a failed transfer).
+    pub fn bytes(&self) -> u64 {
+        self.slot.progress.load(Ordering::Acquire)
+    }
+
+    /// Whether the transfer has finished (its result is in or was taken).
+    pub fn is_finished(&self) -> bool {
+        let st = self.slot.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.result.is_some() || st.taken
+    }
+}
+
+impl fmt::Debug for Progress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Progress")
+            .field("id", &self.slot.id)
+            .field("bytes", &self.bytes())
+            .finish()
     }
 }

@@ -1,10 +1,12 @@
 //! ferry-engine: many zero-copy transfers at once.
 //!
 //! An [`Engine`] runs [`Transfer`]s — file → socket, file → file, file → pipe, socket →
-//! socket — inside the kernel: on Linux through io_uring rings issuing `SPLICE`, `READ`
-//! and `SEND` operations from a per-transfer state machine, elsewhere (or where io_uring
-//! is unavailable or forced off) through a pool of threads making blocking `sendfile`,
-//! `splice` and `copy_file_range` calls via `ferry-compat`.
+//! socket — inside the kernel. Every transfer follows one plan (the transfer algorithm,
+//! written once); executors carry its steps out: io_uring rings issuing `READ`, `SEND`
+//! and linked `SPLICE` pairs (Linux), a pool of threads making `sendfile`, `splice`,
+//! `copy_file_range`, `pread`/`send` calls (where io_uring is unavailable, forced off,
+//! or not Linux), and, for small file bodies, the submitting thread itself with calls
+//! that cannot block.
 //!
 //! ```
 //! use std::io::{Read, Write};
@@ -37,18 +39,30 @@
 //! See `docs/engine.md` for how a transfer runs and what is guaranteed on error,
 //! timeout, cancel and drop.
 #![deny(missing_docs)]
+#![deny(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
-mod blocking;
+// Modules, in dependency order (each uses only those above it):
+mod backend;
+mod backend_kind;
+mod builder;
 mod engine;
+mod error;
+mod gate;
 mod handle;
 mod inline;
+mod job;
+mod modes;
+mod plan;
+mod resolve;
 mod stats;
+mod sys;
 mod transfer;
-#[cfg(target_os = "linux")]
-mod uring;
 
-pub use engine::{Backend, Engine, EngineBuilder};
-pub use handle::{Completed, TransferError, TransferHandle};
+pub use backend_kind::Backend;
+pub use builder::EngineBuilder;
+pub use engine::Engine;
+pub use error::TransferError;
+pub use handle::{Completed, Progress, TransferHandle};
 pub use stats::{EngineStats, KindStats, Latency, SizeClass};
 pub use transfer::{Transfer, TransferKind};

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::backend_kind::Backend;
 use crate::transfer::TransferKind;
-use crate::Backend;
 
 /// Body size classes for statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -96,6 +96,11 @@ pub struct EngineStats {
     pub short_ops: u64,
     /// Transfers submitted and not yet finished.
     pub in_flight: u64,
+    /// Transfers finished entirely by the inline attempt on the submitting thread.
+    pub inline_completed: u64,
+    /// Inline attempts that handed the rest to the backend (socket full, or body
+    /// not in the page cache).
+    pub inline_handed_over: u64,
     /// io_uring io-wq worker threads alive in this process (`iou-wrk-*`), now.
     pub iowq_workers: usize,
     /// The engine's pipe pool.
@@ -133,6 +138,8 @@ pub(crate) struct Recorder {
     pub eagain: AtomicU64,
     pub short: AtomicU64,
     pub in_flight: AtomicU64,
+    pub inline_done: AtomicU64,
+    pub inline_handoff: AtomicU64,
 }
 
 impl Recorder {
@@ -186,6 +193,8 @@ impl Recorder {
             eagain_retries: self.eagain.load(Relaxed),
             short_ops: self.short.load(Relaxed),
             in_flight: self.in_flight.load(Relaxed),
+            inline_completed: self.inline_done.load(Relaxed),
+            inline_handed_over: self.inline_handoff.load(Relaxed),
             iowq_workers: iowq_workers(),
             pipes,
         }

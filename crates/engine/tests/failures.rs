@@ -24,23 +24,24 @@ fn peer_reset_mid_transfer_fails_with_the_kernel_error_and_the_engine_keeps_serv
         drop(s); // RST with data unread
         n
     });
-    let e = engine
+    let h = engine
         .submit(Transfer::new(file.clone(), Arc::new(c)).src_offset(Some(0)))
-        .unwrap()
-        .wait()
-        .unwrap_err();
+        .unwrap();
+    let progress = h.progress();
+    let e = h.wait().unwrap_err();
     let read = reader.join().unwrap();
-    let te = TransferError::of(&e).expect("TransferError");
+    // The kernel's error, as an OS error: raw_os_error() is the errno, the same on
+    // every backend (ECONNRESET or EPIPE depending on which write saw the RST first,
+    // before; now always EPIPE for a destination socket).
+    assert_eq!(e.raw_os_error(), Some(libc::EPIPE), "{e:?}");
+    assert_eq!(e.kind(), ErrorKind::BrokenPipe);
+    assert!(TransferError::of(&e).is_none(), "a plain OS error: {e:?}");
+    assert!(progress.is_finished());
+    let moved = progress.bytes() as usize;
     assert!(
-        matches!(te.errno, Some(libc::EPIPE | libc::ECONNRESET)),
-        "{e:?}"
+        moved >= read && moved < data.len(),
+        "{moved} moved, {read} read"
     );
-    assert!(matches!(
-        e.kind(),
-        ErrorKind::BrokenPipe | ErrorKind::ConnectionReset
-    ));
-    assert!(te.bytes as usize >= read, "{} moved, {read} read", te.bytes);
-    assert!(e.to_string().contains("body bytes"), "{e}");
     assert_eq!(engine.stats().totals().1, 1);
 
     // Still serving.

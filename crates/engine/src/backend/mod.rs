@@ -1,0 +1,83 @@
+//! The backend contract: what every executor of transfers owes the engine.
+//!
+//! An executor receives [`Job`]s — a checked transfer with its [`Plan`](crate::plan::Plan),
+//! its fds (`Arc`s), its handle's slot and deadline — and runs the plan: it asks
+//! `job.plan.next()` for a step, carries the step out (a syscall, an io_uring op, a
+//! readiness wait), reports the result with `job.plan.complete(step, result)`, and
+//! repeats until the step is `Done`. It never decides transfer semantics itself (EOF
+//! before `len`, `MORE`, byte accounting, which side to poll): the plan does.
+//!
+//! Every executor must:
+//! 1. **complete each job exactly once**, through [`Job::finish`], and only after the
+//!    kernel has released everything the job owns: no op of the job in flight, no
+//!    syscall on its fds running. Until then the job (its fds, buffers, pipe) stays
+//!    alive, even if the ring fails (then it is leaked, never freed early);
+//! 2. **honour cancel and deadline at every step**: before each step, and while
+//!    waiting, `job.check_stop(now)`; a wait lasts at most until the deadline (or a
+//!    short tick), and an op in the kernel is asked to stop (`AsyncCancel`);
+//! 3. **report bytes moved even when stopping**: the result of an op that finished
+//!    while being cancelled is still given to the plan;
+//! 4. **never put a pipe that may hold bytes back in the pool**: `Job::finish` discards
+//!    the pipe of a failed job or one with bytes in it; an executor never returns a
+//!    pipe any other way;
+//! 5. **keep the caller's thread free** (except the inline attempt, which makes only
+//!    calls that cannot block: `MSG_DONTWAIT` sends, `RWF_NOWAIT` reads);
+//! 6. **at shutdown**, fail what has not started and stop what runs (`Interrupted`,
+//!    "engine shut down"), wait for the kernel, then join its threads.
+//!
+//! Executors: [`blocking`] (threads making syscalls; also runs file → file for an
+//! io_uring engine, since io_uring has no `copy_file_range`), `uring` (one driver thread
+//! per ring), and the inline attempt (`crate::inline`) on the submitting thread.
+
+pub(crate) mod blocking;
+pub(crate) mod steps;
+#[cfg(all(target_os = "linux", not(ferry_force_fallback)))]
+pub(crate) mod uring;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_pipes::PipePool;
+
+use crate::backend_kind::Backend;
+use crate::job::Job;
+use crate::plan::Caps;
+use crate::stats::Recorder;
+use crate::transfer::TransferKind;
+
+/// How long a blocking wait lasts at most: how soon a cancel is noticed.
+pub(crate) const TICK: Duration = Duration::from_millis(20);
+
+/// Settings of the executors.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub threads: usize,
+    pub max_in_flight: usize,
+    pub small_threshold: u64,
+    pub ring_entries: u32,
+    pub iowq_max_workers: u32,
+    pub link_splices: bool,
+}
+
+/// What the executors share: stats, the pipe pool, settings.
+#[derive(Clone)]
+pub(crate) struct Ctx {
+    pub recorder: Arc<Recorder>,
+    pub pool: PipePool,
+    pub config: Config,
+}
+
+/// An executor of jobs; see the [module documentation](self) for the contract.
+pub(crate) trait Executor: Send + Sync {
+    /// What really runs.
+    fn kind(&self) -> Backend;
+    /// What this executor can do for a transfer of `kind` (the plan's strategy).
+    fn caps(&self, kind: TransferKind) -> Caps;
+    /// Takes a job; it will be completed exactly once (also at shutdown).
+    fn submit(&self, job: Job);
+    /// A function that tells the executor that transfer `id` was asked to cancel (its
+    /// flag is already set in the slot).
+    fn canceller(&self) -> Arc<dyn Fn(u64) + Send + Sync>;
+    /// Stops taking work, stops what runs, waits for the kernel, joins threads.
+    fn shutdown(&mut self);
+}

@@ -1,0 +1,449 @@
+//! The driver of one ring: a thread that takes jobs from a channel, turns each job's
+//! plan steps into SQEs, submits and reaps in batches, and completes jobs once the
+//! kernel is done with them.
+//!
+//! A job lives in the driver's table from the moment it arrives until the CQE of its
+//! last op has been reaped; only then is it finished (fds, buffers, pipe released,
+//! handle woken). Each job has one op in flight, or one hard-linked fill → drain pair.
+//! Ops are named in `user_data` by the job's id (never reused), not by its table
+//! slot, so a late cancel can never hit another job that took the slot.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use io_uring::{cqueue, opcode, types, IoUring};
+use slab::Slab;
+
+use super::sqe::{self, Backlog};
+use super::wake::Wake;
+use crate::backend::Ctx;
+use crate::error::{errno_of, from_ret};
+use crate::job::Job;
+use crate::plan::Step;
+
+/// `user_data` = tag in the top 8 bits, job id below.
+const TAG_SHIFT: u32 = 56;
+const ID_MASK: u64 = (1 << TAG_SHIFT) - 1;
+const TAG_OP: u64 = 0;
+/// The drain hard-linked behind a fill.
+const TAG_LINKED: u64 = 1;
+const TAG_CANCEL: u64 = 2;
+const TAG_WAKE: u64 = 3;
+/// How often an unanswered `AsyncCancel` is sent again.
+const RECANCEL: Duration = Duration::from_millis(100);
+
+fn ud(tag: u64, id: u64) -> u64 {
+    (tag << TAG_SHIFT) | (id & ID_MASK)
+}
+
+/// What reaches a driver through its channel.
+pub(crate) enum Msg {
+    Submit(Box<Job>),
+    Cancel(u64),
+    Shutdown,
+    /// Tests: behave as if the ring failed.
+    #[cfg(test)]
+    Fail,
+}
+
+/// A job in the driver's table and the op(s) it has in the kernel.
+struct Running {
+    job: Job,
+    /// The step in flight, and the drain linked behind it (a fill → drain pair).
+    in_flight: Option<(Step, Option<Step>)>,
+    /// CQE results of a pair as they arrive (fill, drain).
+    pair: [Option<i32>; 2],
+    cancel_sent: Option<Instant>,
+}
+
+pub(crate) struct Driver {
+    ring: IoUring,
+    ctx: Ctx,
+    rx: Receiver<Msg>,
+    wake: Arc<Wake>,
+    /// The eventfd read lands here (owned by the driver, alive until its CQE).
+    wake_buf: Box<u64>,
+    wake_armed: bool,
+    wake_cancel_sent: bool,
+    jobs: Slab<Running>,
+    by_id: HashMap<u64, usize>,
+    deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// Ids of stopped jobs whose op has not completed yet (cancel re-sent).
+    cancelling: Vec<u64>,
+    backlog: Backlog,
+    cqes: Vec<(u64, i32)>,
+    shutting_down: bool,
+}
+
+impl Driver {
+    pub(crate) fn new(ctx: Ctx, rx: Receiver<Msg>, wake: Arc<Wake>) -> io::Result<Driver> {
+        let ring = super::ring::new_ring(ctx.config.ring_entries, ctx.config.iowq_max_workers)?;
+        Ok(Driver {
+            ring,
+            ctx,
+            rx,
+            wake,
+            wake_buf: Box::new(0),
+            wake_armed: false,
+            wake_cancel_sent: false,
+            jobs: Slab::new(),
+            by_id: HashMap::new(),
+            deadlines: BinaryHeap::new(),
+            cancelling: Vec::new(),
+            backlog: Backlog::default(),
+            cqes: Vec::with_capacity(256),
+            shutting_down: false,
+        })
+    }
+
+    fn arm_wake(&mut self) {
+        let buf: *mut u64 = &mut *self.wake_buf;
+        let fd = types::Fd(self.wake.fd.as_fd().as_raw_fd());
+        let e = opcode::Read::new(fd, buf.cast(), 8).build();
+        self.backlog.push(e.user_data(ud(TAG_WAKE, 0)));
+        self.wake_armed = true;
+    }
+
+    /// The driver thread's loop; returns when shut down (or the ring failed).
+    pub(crate) fn run(&mut self) {
+        self.arm_wake();
+        loop {
+            if let Err(e) = self.drain_messages() {
+                return self.fatal(e);
+            }
+            self.check_deadlines();
+            if self.shutting_down && self.jobs.is_empty() {
+                if !self.wake_armed {
+                    return;
+                }
+                if !self.wake_cancel_sent {
+                    // Cancel the eventfd read; its CQE ends the loop.
+                    let e = opcode::AsyncCancel::new(ud(TAG_WAKE, 0)).build();
+                    self.backlog.push(e.user_data(ud(TAG_CANCEL, 0)));
+                    self.wake_cancel_sent = true;
+                }
+            }
+            if let Err(e) = self.backlog.flush(&mut self.ring) {
+                return self.fatal(e);
+            }
+            if let Err(e) = self.wait() {
+                return self.fatal(e);
+            }
+            self.reap();
+        }
+    }
+
+    /// The ring itself failed (it should not): jobs with nothing in the kernel are
+    /// finished; jobs with ops in flight are abandoned — their handles fail, but what
+    /// the kernel may still use is leaked, never freed. Then new jobs are refused.
+    fn fatal(&mut self, e: io::Error) {
+        let _ = e;
+        for r in self.jobs.drain() {
+            if r.in_flight.is_none() {
+                r.job
+                    .fail(&self.ctx.recorder, io::ErrorKind::Other, "io_uring failed");
+            } else {
+                r.job.abandon(&self.ctx.recorder);
+            }
+        }
+        self.by_id.clear();
+        // Whatever is queued already is failed here; later submits find the channel
+        // closed (the driver is gone) and fail at once.
+        while let Ok(msg) = self.rx.try_recv() {
+            if let Msg::Submit(job) = msg {
+                job.fail(&self.ctx.recorder, io::ErrorKind::Other, "io_uring failed");
+            }
+        }
+        if self.wake_armed {
+            // The eventfd read may still be in the kernel: keep its buffer forever.
+            std::mem::forget(std::mem::take(&mut self.wake_buf));
+        }
+    }
+
+    fn wait(&mut self) -> io::Result<()> {
+        let now = Instant::now();
+        let mut until = self.deadlines.peek().map(|Reverse((t, _))| *t);
+        if !self.cancelling.is_empty() {
+            let r = now + RECANCEL;
+            until = Some(until.map_or(r, |u| u.min(r)));
+        }
+        // Announce sleep, then re-check the channel (pairs with Wake::wake).
+        self.wake.set_sleeping(true);
+        if !self.rx.is_empty() {
+            self.wake.set_sleeping(false);
+            self.ring.submit()?;
+            return Ok(());
+        }
+        let res = match until {
+            Some(t) => {
+                let ts = types::Timespec::from(t.saturating_duration_since(now));
+                let args = types::SubmitArgs::new().timespec(&ts);
+                self.ring.submitter().submit_with_args(1, &args)
+            }
+            None => self.ring.submit_and_wait(1),
+        };
+        self.wake.set_sleeping(false);
+        match res {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn drain_messages(&mut self) -> io::Result<()> {
+        while let Ok(msg) = self.rx.try_recv() {
+            match msg {
+                Msg::Submit(job) => self.start(*job),
+                Msg::Cancel(id) => {
+                    if let Some(&k) = self.by_id.get(&id) {
+                        self.stop(k, io::ErrorKind::Interrupted, "transfer cancelled");
+                    }
+                }
+                Msg::Shutdown => {
+                    self.shutting_down = true;
+                    let keys: Vec<usize> = self.jobs.iter().map(|(k, _)| k).collect();
+                    for k in keys {
+                        self.stop(k, io::ErrorKind::Interrupted, "engine shut down");
+                    }
+                }
+                #[cfg(test)]
+                Msg::Fail => return Err(io::Error::other("injected ring failure")),
+            }
+        }
+        Ok(())
+    }
+
+    fn start(&mut self, mut job: Job) {
+        if self.shutting_down {
+            job.fail(
+                &self.ctx.recorder,
+                io::ErrorKind::Interrupted,
+                "engine shut down",
+            );
+            return;
+        }
+        job.start();
+        let (id, deadline) = (job.id, job.deadline);
+        let key = self.jobs.insert(Running {
+            job,
+            in_flight: None,
+            pair: [None, None],
+            cancel_sent: None,
+        });
+        self.by_id.insert(id, key);
+        if let Some(d) = deadline {
+            self.deadlines.push(Reverse((d, id)));
+        }
+        self.advance(key);
+    }
+
+    fn check_deadlines(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((t, id))) = self.deadlines.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.deadlines.pop();
+            if let Some(&k) = self.by_id.get(&id) {
+                self.stop(k, io::ErrorKind::TimedOut, "transfer timed out");
+            }
+        }
+        // Send again the cancels that no completion has answered yet.
+        let mut i = 0;
+        while i < self.cancelling.len() {
+            let id = self.cancelling[i];
+            let due = match self.by_id.get(&id).map(|&k| &mut self.jobs[k]) {
+                Some(r) if r.in_flight.is_some() => {
+                    let due = r
+                        .cancel_sent
+                        .is_none_or(|t| now.duration_since(t) >= RECANCEL);
+                    if due {
+                        r.cancel_sent = Some(now);
+                    }
+                    Some(due.then(|| r.in_flight.is_some_and(|(_, l)| l.is_some())))
+                }
+                _ => None,
+            };
+            match due {
+                None => {
+                    self.cancelling.swap_remove(i);
+                }
+                Some(resend) => {
+                    if let Some(pair) = resend {
+                        self.push_cancels(id, pair);
+                    }
+                    i += 1;
+                }
+            }
+        }
+    }
+
+    /// Stops job `k` with `kind`; cancels its op(s) in the kernel, or finishes it now
+    /// if it has none.
+    fn stop(&mut self, k: usize, kind: io::ErrorKind, why: &'static str) {
+        let r = &mut self.jobs[k];
+        if r.job.plan.is_done() {
+            return;
+        }
+        r.job.plan.stop(kind, why);
+        match r.in_flight {
+            Some((_, linked)) => {
+                r.cancel_sent = Some(Instant::now());
+                let id = r.job.id;
+                self.push_cancels(id, linked.is_some());
+                self.cancelling.push(id);
+            }
+            None => self.finish(k),
+        }
+    }
+
+    /// `AsyncCancel` of the op(s) of job `id` (both of a pair).
+    fn push_cancels(&mut self, id: u64, pair: bool) {
+        let tags: &[u64] = if pair {
+            &[TAG_OP, TAG_LINKED]
+        } else {
+            &[TAG_OP]
+        };
+        for &tag in tags {
+            let e = opcode::AsyncCancel::new(ud(tag, id)).build();
+            self.backlog.push(e.user_data(ud(TAG_CANCEL, id)));
+        }
+    }
+
+    fn reap(&mut self) {
+        let mut cqes = std::mem::take(&mut self.cqes);
+        cqes.extend(
+            self.ring
+                .completion()
+                .map(|c: cqueue::Entry| (c.user_data(), c.result())),
+        );
+        for &(data, res) in &cqes {
+            let (tag, id) = (data >> TAG_SHIFT, data & ID_MASK);
+            match tag {
+                TAG_WAKE => {
+                    self.wake_armed = false;
+                    if !self.shutting_down {
+                        self.arm_wake();
+                    }
+                }
+                TAG_OP | TAG_LINKED => {
+                    if let Some(&k) = self.by_id.get(&id) {
+                        self.on_cqe(k, tag == TAG_LINKED, res);
+                    }
+                }
+                _ => {} // an AsyncCancel's own result
+            }
+        }
+        cqes.clear();
+        self.cqes = cqes;
+    }
+
+    fn on_cqe(&mut self, k: usize, linked_cqe: bool, res: i32) {
+        let r = &mut self.jobs[k];
+        let Some((step, linked)) = r.in_flight else {
+            return;
+        };
+        match linked {
+            Some(drain) => {
+                r.pair[usize::from(linked_cqe)] = Some(res);
+                let [Some(fill_res), Some(drain_res)] = r.pair else {
+                    return; // the other CQE of the pair is still to come
+                };
+                r.pair = [None, None];
+                r.in_flight = None;
+                r.job.plan.complete(step, from_ret(fill_res as isize));
+                r.job
+                    .plan
+                    .complete_linked_drain(drain, from_ret(drain_res as isize));
+            }
+            None => {
+                r.in_flight = None;
+                r.job.plan.complete(step, from_ret(res as isize));
+            }
+        }
+        r.job.report_progress();
+        self.advance(k);
+    }
+
+    /// Submits the next op of job `k`, or finishes it.
+    fn advance(&mut self, k: usize) {
+        let link = self.ctx.config.link_splices;
+        loop {
+            let r = &mut self.jobs[k];
+            r.job.check_stop(Instant::now());
+            let step = r.job.plan.next();
+            let id = r.job.id;
+            match step {
+                Step::Done => return self.finish(k),
+                Step::Fill { max, .. } => {
+                    if r.job.pipe.is_none() {
+                        match self.ctx.pool.get() {
+                            Ok(p) => r.job.pipe = Some(p),
+                            Err(e) => {
+                                r.job.plan.complete(step, Err(errno_of(&e)));
+                                continue;
+                            }
+                        }
+                    }
+                    let len = max.min(r.job.pipe.as_ref().map_or(0, |p| p.size()));
+                    let Some(fill) = sqe::entry(&mut r.job, step, len) else {
+                        r.job.plan.complete(step, Err(libc::EOPNOTSUPP));
+                        continue;
+                    };
+                    let fill = fill.user_data(ud(TAG_OP, id));
+                    if link {
+                        // The drain runs right after the fill in the same io-wq worker
+                        // and moves whatever the fill produced (one round trip a chunk).
+                        let drain = r.job.plan.linked_drain(len);
+                        let d = sqe::entry(&mut r.job, drain, 0).expect("pipe present");
+                        self.backlog
+                            .push_linked(fill, d.user_data(ud(TAG_LINKED, id)));
+                        r.in_flight = Some((step, Some(drain)));
+                    } else {
+                        self.backlog.push(fill);
+                        r.in_flight = Some((step, None));
+                    }
+                    return;
+                }
+                _ => {
+                    if let Step::Poll(_) = step {
+                        self.ctx.recorder.eagain.fetch_add(1, Ordering::Relaxed);
+                    }
+                    match sqe::entry(&mut r.job, step, 0) {
+                        Some(e) => {
+                            self.backlog.push(e.user_data(ud(TAG_OP, id)));
+                            r.in_flight = Some((step, None));
+                            return;
+                        }
+                        // No opcode for it (sendfile, copy_file_range): step down.
+                        None => r.job.plan.complete(step, Err(libc::EOPNOTSUPP)),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Job `k` has no op in the kernel: complete it.
+    fn finish(&mut self, k: usize) {
+        let r = self.jobs.remove(k);
+        self.by_id.remove(&r.job.id);
+        r.job.finish(&self.ctx.recorder);
+    }
+}
+
+#[cfg(test)]
+#[path = "driver_tests.rs"]
+mod tests;

@@ -1,0 +1,182 @@
+//! `Job`: a submitted transfer on its way through an executor — the plan, the fds and
+//! pipe the kernel may use, the deadline, and the handle's slot. [`Job::finish`] is
+//! the only way a transfer completes (inline, blocking and io_uring alike).
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ferry_pipes::PooledPipe;
+
+use crate::handle::{Completed, Slot};
+use crate::modes::NonBlocking;
+use crate::plan::Plan;
+use crate::resolve::FdKind;
+use crate::stats::Recorder;
+use crate::transfer::{SharedFd, TransferKind};
+
+/// A transfer in an executor's hands.
+pub(crate) struct Job {
+    #[cfg_attr(
+        not(all(target_os = "linux", not(ferry_force_fallback))),
+        allow(dead_code)
+    )]
+    pub id: u64,
+    pub kind: TransferKind,
+    pub src_kind: FdKind,
+    pub dst_kind: FdKind,
+    pub plan: Plan,
+    pub src: SharedFd,
+    pub dst: SharedFd,
+    /// The pooled pipe of the splice strategy, taken on the first fill.
+    pub pipe: Option<PooledPipe>,
+    /// Streams kept non-blocking while this job owns them (see `modes`).
+    modes: Vec<NonBlocking>,
+    pub deadline: Option<Instant>,
+    pub submitted: Instant,
+    /// When an executor first worked on it.
+    pub started: Option<Instant>,
+    pub slot: Arc<Slot>,
+}
+
+impl Job {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        id: u64,
+        kind: TransferKind,
+        kinds: (FdKind, FdKind),
+        plan: Plan,
+        fds: (SharedFd, SharedFd),
+        deadline: Option<Instant>,
+        submitted: Instant,
+        slot: Arc<Slot>,
+    ) -> Job {
+        Job {
+            id,
+            kind,
+            src_kind: kinds.0,
+            dst_kind: kinds.1,
+            plan,
+            src: fds.0,
+            dst: fds.1,
+            pipe: None,
+            modes: Vec::new(),
+            deadline,
+            submitted,
+            started: None,
+            slot,
+        }
+    }
+
+    /// Before a backend takes over: streams become non-blocking (counted per fd) so
+    /// that every wait is a poll the executor can cancel or time out.
+    pub(crate) fn own_streams(&mut self) {
+        if self.src_kind != FdKind::File && self.modes.is_empty() {
+            if let Some(g) = NonBlocking::acquire(&self.src) {
+                self.modes.push(g);
+                self.plan.src_became_nonblocking();
+            }
+        }
+        if self.dst_kind != FdKind::File {
+            if let Some(g) = NonBlocking::acquire(&self.dst) {
+                self.modes.push(g);
+            }
+        }
+    }
+
+    /// Marks the start of work (queueing time ends here).
+    pub(crate) fn start(&mut self) {
+        self.started.get_or_insert_with(Instant::now);
+    }
+
+    /// Stops the plan if the transfer was cancelled or its deadline passed; true if
+    /// it is (now) stopped.
+    pub(crate) fn check_stop(&mut self, now: Instant) -> bool {
+        if self.slot.cancel_requested() {
+            self.plan
+                .stop(io::ErrorKind::Interrupted, "transfer cancelled");
+            true
+        } else if self.deadline.is_some_and(|d| now >= d) {
+            self.plan
+                .stop(io::ErrorKind::TimedOut, "transfer timed out");
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Publishes the body bytes delivered so far (`TransferHandle::progress`).
+    pub(crate) fn report_progress(&self) {
+        self.slot
+            .progress
+            .store(self.plan.body_bytes(), Ordering::Release);
+    }
+
+    /// Completes the transfer: discards a pipe that may hold bytes, gives the streams
+    /// their mode back, records stats, releases fds and buffers, then wakes the
+    /// handle. Call only once the kernel has finished with every fd and buffer.
+    pub(crate) fn finish(mut self, recorder: &Recorder) {
+        let result = self.settle(recorder, true);
+        let slot = self.slot.clone();
+        drop(self); // fds and buffers go before anyone is woken
+        slot.complete(result);
+    }
+
+    /// Completes the handle of a job whose ops may still be in a kernel that can no
+    /// longer be asked (the ring failed): the job's fds, buffers and pipe are leaked,
+    /// never freed while the kernel might use them.
+    #[cfg_attr(
+        not(all(target_os = "linux", not(ferry_force_fallback))),
+        allow(dead_code)
+    )]
+    pub(crate) fn abandon(mut self, recorder: &Recorder) {
+        self.plan
+            .stop(io::ErrorKind::Other, "io_uring failed; transfer abandoned");
+        let result = self.settle(recorder, false);
+        let slot = self.slot.clone();
+        std::mem::forget(self);
+        slot.complete(result);
+    }
+
+    /// The result, with stats recorded; with `release`, the pipe (discarded if it may
+    /// hold bytes) and the streams' modes are given back.
+    fn settle(&mut self, recorder: &Recorder, release: bool) -> io::Result<Completed> {
+        let error = self.plan.take_error();
+        if release {
+            if let Some(pipe) = self.pipe.take() {
+                if error.is_some() || self.plan.in_pipe() > 0 {
+                    pipe.discard();
+                }
+            }
+            self.modes.clear();
+        }
+        self.report_progress();
+        let started = self.started.unwrap_or(self.submitted);
+        let queued = started.saturating_duration_since(self.submitted);
+        let elapsed = started.elapsed();
+        let body = self.plan.body_bytes();
+        recorder
+            .short
+            .fetch_add(self.plan.short_writes(), Ordering::Relaxed);
+        recorder.record(self.kind, body, error.is_none(), queued, elapsed);
+        match error {
+            Some(e) => Err(e),
+            None => Ok(Completed {
+                bytes: body,
+                header_bytes: self.plan.header_bytes(),
+                trailer_bytes: self.plan.trailer_bytes(),
+                kind: self.kind,
+                queued,
+                elapsed,
+            }),
+        }
+    }
+
+    /// Fails the job with `kind` (`why`) and completes it; nothing of it may be in
+    /// the kernel.
+    pub(crate) fn fail(mut self, recorder: &Recorder, kind: io::ErrorKind, why: &'static str) {
+        self.plan.stop(kind, why);
+        self.finish(recorder);
+    }
+}

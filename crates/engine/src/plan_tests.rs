@@ -1,0 +1,542 @@
+//! Unit tests of the plan alone: a scripted "kernel" answers each step.
+
+use super::*;
+use crate::transfer::TransferKind;
+
+fn resolved(src: FdKind, dst: FdKind, len: Option<u64>, avail: Option<u64>) -> Resolved {
+    Resolved {
+        kind: TransferKind::StreamOther,
+        src_kind: src,
+        dst_kind: dst,
+        src_off: (src == FdKind::File).then_some(100),
+        dst_off: (dst == FdKind::File).then_some(0),
+        len,
+        src_avail: avail,
+        src_nonblocking: true,
+    }
+}
+
+const URING: Caps = Caps {
+    sendfile: false,
+    copy_range: false,
+};
+const SYSCALLS: Caps = Caps {
+    sendfile: true,
+    copy_range: true,
+};
+
+fn plan(r: Resolved, header: &[u8], trailer: &[u8], caps: Caps) -> Plan {
+    Plan::new(&r, header.to_vec(), trailer.to_vec(), caps, 64 * 1024)
+}
+
+/// A fake kernel: a source of `src_len` bytes (0 = reads end at once), and a
+/// destination taking at most `dst_chunk` bytes per write; `answer` may override.
+struct Kernel {
+    src_left: usize,
+    dst_chunk: usize,
+    pipe: usize,
+    out: usize,
+    steps: Vec<Step>,
+}
+
+impl Kernel {
+    fn new(src_len: usize, dst_chunk: usize) -> Kernel {
+        Kernel {
+            src_left: src_len,
+            dst_chunk,
+            pipe: 0,
+            out: 0,
+            steps: Vec::new(),
+        }
+    }
+
+    fn answer(&mut self, step: Step) -> Result<usize, i32> {
+        self.steps.push(step);
+        let read = |k: &mut Kernel, want: usize| {
+            let n = want.min(k.src_left);
+            k.src_left -= n;
+            n
+        };
+        Ok(match step {
+            Step::Header { .. } | Step::Trailer { .. } => self.dst_chunk,
+            Step::Send { len, .. } => {
+                let n = len.min(self.dst_chunk);
+                self.out += n;
+                n
+            }
+            Step::Read { len, .. } => read(self, len),
+            Step::Sendfile { len, .. } | Step::CopyRange { len, .. } => {
+                let n = read(self, len.min(self.dst_chunk));
+                self.out += n;
+                n
+            }
+            Step::Fill { max, .. } => {
+                let n = read(self, max.min(1 << 16));
+                self.pipe += n;
+                n
+            }
+            Step::Drain { len, .. } => {
+                let n = len.min(self.dst_chunk).min(self.pipe);
+                self.pipe -= n;
+                self.out += n;
+                n
+            }
+            Step::Poll(_) => 1,
+            Step::Done => 0,
+        })
+    }
+
+    /// Runs the plan to its end; header/trailer writes are capped by `dst_chunk` and
+    /// clipped to what is left by the plan itself.
+    fn run(&mut self, p: &mut Plan) -> Option<io::Error> {
+        for _ in 0..100_000 {
+            let step = p.next();
+            if step == Step::Done {
+                return p.take_error();
+            }
+            let r = match (step, self.answer(step)) {
+                (Step::Header { from, .. }, Ok(n)) => Ok(n.min(p.header().len() - from)),
+                (Step::Trailer { from, .. }, Ok(n)) => Ok(n.min(p.trailer().len() - from)),
+                (_, r) => r,
+            };
+            p.complete(step, r);
+        }
+        panic!(
+            "the plan did not end: {:?}",
+            &self.steps[self.steps.len() - 5..]
+        );
+    }
+}
+
+#[test]
+fn small_file_body_is_one_read_and_one_send_of_header_body_trailer() {
+    let mut p = plan(
+        resolved(FdKind::File, FdKind::Socket, Some(1000), Some(1000)),
+        b"HEAD",
+        b"TAIL",
+        URING,
+    );
+    assert_eq!(p.strategy(), Strategy::Buffered);
+    let mut k = Kernel::new(1000, usize::MAX);
+    assert!(k.run(&mut p).is_none());
+    assert_eq!(k.steps.len(), 2, "{:?}", k.steps);
+    assert!(matches!(
+        k.steps[0],
+        Step::Read {
+            src_off: Some(100),
+            at: 4,
+            len: 1000
+        }
+    ));
+    assert!(matches!(
+        k.steps[1],
+        Step::Send {
+            at: 0,
+            len: 1008,
+            more: false,
+            ..
+        }
+    ));
+    assert_eq!(
+        (p.header_bytes(), p.body_bytes(), p.trailer_bytes()),
+        (4, 1000, 4)
+    );
+}
+
+#[test]
+fn short_reads_and_short_writes_add_up_exactly() {
+    for caps in [URING, SYSCALLS] {
+        for (size, chunk) in [(1000, 7), (300_000, 4096), (3 << 20, 100_000)] {
+            let mut p = plan(
+                resolved(FdKind::File, FdKind::Socket, Some(size as u64), None),
+                b"HEADER",
+                b"TRAILER",
+                caps,
+            );
+            let mut k = Kernel::new(size, chunk);
+            assert!(k.run(&mut p).is_none(), "{caps:?} {size}");
+            assert_eq!(p.body_bytes(), size as u64);
+            assert_eq!(
+                k.out,
+                size + if p.strategy() == Strategy::Buffered {
+                    13
+                } else {
+                    0
+                }
+            );
+            assert_eq!((p.header_bytes(), p.trailer_bytes()), (6, 7));
+            assert_eq!(p.in_pipe(), 0);
+        }
+    }
+}
+
+#[test]
+fn len_none_ends_at_a_read_of_zero_not_at_the_size_seen_at_submit() {
+    // The file grew from 1000 to 5000 bytes after submit: all 5000 go out.
+    for caps in [URING, SYSCALLS] {
+        let mut p = plan(
+            resolved(FdKind::File, FdKind::Socket, None, Some(1000)),
+            b"",
+            b"T",
+            caps,
+        );
+        let mut k = Kernel::new(5000, usize::MAX);
+        assert!(k.run(&mut p).is_none());
+        assert_eq!(p.body_bytes(), 5000, "{caps:?}");
+        assert_eq!(p.trailer_bytes(), 1);
+    }
+    // A /proc-like file (size 0 at submit) is read until EOF.
+    let mut p = plan(
+        resolved(FdKind::File, FdKind::Pipe, None, Some(0)),
+        b"",
+        b"",
+        URING,
+    );
+    let mut k = Kernel::new(20_000, usize::MAX);
+    assert!(k.run(&mut p).is_none());
+    assert_eq!(p.body_bytes(), 20_000);
+}
+
+#[test]
+fn a_source_ending_before_len_is_unexpected_eof_after_its_bytes_without_trailer() {
+    for caps in [URING, SYSCALLS] {
+        for (len, have) in [
+            (2000u64, 1000usize),
+            (70_000, 60_000),
+            (5 << 20, 3 << 20),
+            (10, 0),
+        ] {
+            let mut p = plan(
+                resolved(FdKind::File, FdKind::Socket, Some(len), Some(have as u64)),
+                b"H",
+                b"TRAILER",
+                caps,
+            );
+            let mut k = Kernel::new(have, 4096);
+            let e = k.run(&mut p).expect("must fail");
+            assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{caps:?} {len}");
+            assert_eq!(TransferError::of(&e).unwrap().bytes, have as u64);
+            assert_eq!(
+                p.body_bytes(),
+                have as u64,
+                "every byte it had was delivered"
+            );
+            assert_eq!(p.header_bytes(), 1);
+            assert_eq!(p.trailer_bytes(), 0, "no trailer after a short body");
+        }
+    }
+}
+
+#[test]
+fn len_zero_and_header_trailer_only() {
+    for caps in [URING, SYSCALLS] {
+        let mut p = plan(
+            resolved(FdKind::File, FdKind::Socket, Some(0), Some(50)),
+            b"HEAD",
+            b"TAIL",
+            caps,
+        );
+        let mut k = Kernel::new(50, 3);
+        assert!(k.run(&mut p).is_none());
+        assert_eq!(
+            (p.header_bytes(), p.body_bytes(), p.trailer_bytes()),
+            (4, 0, 4)
+        );
+        assert!(!k
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::Read { .. } | Step::Fill { .. })));
+    }
+    // Nothing at all: done at once.
+    let mut p = plan(
+        resolved(FdKind::File, FdKind::Socket, Some(0), None),
+        b"",
+        b"",
+        URING,
+    );
+    assert_eq!(p.next(), Step::Done);
+    assert!(p.take_error().is_none());
+    // A stream with a header and an empty body.
+    let mut p = plan(
+        resolved(FdKind::Socket, FdKind::Socket, None, None),
+        b"HI",
+        b"",
+        URING,
+    );
+    let mut k = Kernel::new(0, 100);
+    assert!(k.run(&mut p).is_none());
+    assert_eq!((p.header_bytes(), p.body_bytes()), (2, 0));
+}
+
+#[test]
+fn eagain_waits_for_the_side_that_was_not_ready_then_repeats_the_step() {
+    let mut p = plan(
+        resolved(FdKind::Socket, FdKind::Socket, None, None),
+        b"H",
+        b"",
+        URING,
+    );
+    let h = p.next();
+    assert!(
+        matches!(
+            h,
+            Step::Header {
+                from: 0,
+                more: false,
+                ..
+            }
+        ),
+        "unknown length: no MORE"
+    );
+    p.complete(h, Err(libc::EAGAIN));
+    assert_eq!(p.next(), Step::Poll(Side::Dst));
+    p.complete(Step::Poll(Side::Dst), Ok(1));
+    assert_eq!(p.next(), h);
+    p.complete(h, Ok(1));
+    let fill = p.next();
+    assert!(matches!(fill, Step::Fill { src_off: None, .. }));
+    p.complete(fill, Err(libc::EAGAIN));
+    assert_eq!(p.next(), Step::Poll(Side::Src));
+    p.complete(Step::Poll(Side::Src), Err(libc::EINTR));
+    assert_eq!(p.next(), Step::Poll(Side::Src), "EINTR repeats");
+    p.complete(Step::Poll(Side::Src), Ok(1));
+    assert_eq!(p.next(), fill);
+    p.complete(fill, Ok(10));
+    let drain = p.next();
+    assert_eq!(
+        drain,
+        Step::Drain {
+            len: 10,
+            more: false,
+            dst_off: None
+        }
+    );
+    p.complete(drain, Err(libc::EAGAIN));
+    assert_eq!(p.next(), Step::Poll(Side::Dst));
+    p.complete(Step::Poll(Side::Dst), Ok(1));
+    p.complete(drain, Ok(4));
+    assert_eq!(
+        p.next(),
+        Step::Drain {
+            len: 6,
+            more: false,
+            dst_off: None
+        }
+    );
+    assert_eq!(p.in_pipe(), 6);
+}
+
+#[test]
+fn errors_at_each_step_fail_with_the_errno_and_the_bytes_so_far() {
+    // (step index at which the kernel fails, errno)
+    for fail_at in 0..5 {
+        for caps in [URING, SYSCALLS] {
+            let mut p = plan(
+                resolved(FdKind::File, FdKind::Socket, Some(3 << 20), None),
+                b"H",
+                b"T",
+                caps,
+            );
+            let mut k = Kernel::new(3 << 20, 1 << 20);
+            let mut i = 0;
+            let err = loop {
+                let step = p.next();
+                if step == Step::Done {
+                    break p.take_error();
+                }
+                let r = if i == fail_at {
+                    Err(libc::EIO)
+                } else {
+                    k.answer(step)
+                };
+                i += 1;
+                let r = match (step, r) {
+                    (Step::Header { .. }, Ok(_)) => Ok(1),
+                    (Step::Trailer { .. }, Ok(_)) => Ok(1),
+                    (_, r) => r,
+                };
+                p.complete(step, r);
+            };
+            let e = err.expect("fails");
+            assert_eq!(e.raw_os_error(), Some(libc::EIO), "{caps:?} step {fail_at}");
+            assert_eq!(p.body_bytes() as usize, k.out, "bytes so far");
+        }
+    }
+}
+
+#[test]
+fn a_reset_destination_socket_is_epipe_on_every_write_step_but_a_reset_source_keeps_its_errno() {
+    let mut p = plan(
+        resolved(FdKind::File, FdKind::Socket, Some(10), None),
+        b"H",
+        b"",
+        URING,
+    );
+    step(&mut p, Ok(10)); // the read
+    let s = p.next();
+    assert!(matches!(s, Step::Send { .. }));
+    p.complete(s, Err(libc::ECONNRESET));
+    assert_eq!(p.take_error().unwrap().raw_os_error(), Some(libc::EPIPE));
+    let mut p = plan(
+        resolved(FdKind::Socket, FdKind::Socket, None, None),
+        b"",
+        b"",
+        URING,
+    );
+    let s = p.next();
+    p.complete(s, Err(libc::ECONNRESET));
+    assert_eq!(
+        p.take_error().unwrap().raw_os_error(),
+        Some(libc::ECONNRESET)
+    );
+}
+
+#[test]
+fn kernel_internal_codes_become_interrupted() {
+    let mut p = plan(
+        resolved(FdKind::Socket, FdKind::Pipe, None, None),
+        b"",
+        b"",
+        URING,
+    );
+    let s = p.next();
+    p.complete(s, Err(512));
+    let e = p.take_error().unwrap();
+    assert_eq!(e.kind(), io::ErrorKind::Interrupted);
+}
+
+#[test]
+fn unsupported_fast_paths_step_down_to_splice_keeping_bytes() {
+    // copy_file_range: EXDEV after some bytes → splice continues at the same offsets.
+    let mut p = plan(
+        resolved(FdKind::File, FdKind::File, Some(3000), None),
+        b"",
+        b"",
+        SYSCALLS,
+    );
+    assert_eq!(p.strategy(), Strategy::CopyRange);
+    let s = p.next();
+    p.complete(s, Ok(1000));
+    let s = p.next();
+    assert!(matches!(
+        s,
+        Step::CopyRange {
+            src_off: 1100,
+            dst_off: 1000,
+            len: 2000
+        }
+    ));
+    p.complete(s, Err(libc::EXDEV));
+    assert_eq!(p.strategy(), Strategy::Splice);
+    assert!(matches!(
+        p.next(),
+        Step::Fill {
+            src_off: Some(1100),
+            max: 2000
+        }
+    ));
+    // A first copy of 0 below the known end means "unsupported" too.
+    let mut p = plan(
+        resolved(FdKind::File, FdKind::File, None, Some(10)),
+        b"",
+        b"",
+        SYSCALLS,
+    );
+    let s = p.next();
+    p.complete(s, Ok(0));
+    assert_eq!(p.strategy(), Strategy::Splice);
+    // sendfile refused before any byte: splice.
+    let mut p = plan(
+        resolved(FdKind::File, FdKind::Pipe, Some(1 << 20), None),
+        b"",
+        b"",
+        SYSCALLS,
+    );
+    assert_eq!(p.strategy(), Strategy::Sendfile);
+    let s = p.next();
+    p.complete(s, Err(libc::EINVAL));
+    assert_eq!(p.strategy(), Strategy::Splice);
+}
+
+#[test]
+fn more_is_set_only_while_bytes_are_known_to_follow() {
+    let mut p = plan(
+        resolved(FdKind::File, FdKind::Socket, Some(3 << 20), None),
+        b"H",
+        b"",
+        URING,
+    );
+    assert!(matches!(p.next(), Step::Header { more: true, .. }));
+    step(&mut p, Ok(1));
+    let fill = p.next();
+    p.complete(fill, Ok(1 << 20));
+    assert!(matches!(p.next(), Step::Drain { more: true, .. }));
+    step(&mut p, Ok(1 << 20));
+    step(&mut p, Ok(1 << 20));
+    step(&mut p, Ok(1 << 20));
+    step(&mut p, Ok(1 << 20));
+    assert!(
+        matches!(p.next(), Step::Drain { more: false, .. }),
+        "the last chunk is not corked"
+    );
+    assert_eq!(p.linked_drain(5).len_for_test(), 5);
+}
+
+#[test]
+fn stopping_keeps_counting_bytes_of_ops_still_in_the_kernel_and_ignores_their_errors() {
+    let mut p = plan(
+        resolved(FdKind::Socket, FdKind::Socket, None, None),
+        b"",
+        b"",
+        URING,
+    );
+    let fill = p.next();
+    p.complete(fill, Ok(100));
+    let drain = p.next();
+    p.stop(io::ErrorKind::TimedOut, "transfer timed out");
+    p.complete(drain, Ok(40)); // the op finished while being cancelled
+    p.complete(drain, Err(libc::ECANCELED));
+    assert_eq!(p.next(), Step::Done);
+    let e = p.take_error().unwrap();
+    assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+    assert_eq!(TransferError::of(&e).unwrap().bytes, 40);
+    assert_eq!(
+        p.in_pipe(),
+        60,
+        "the pipe holds bytes: it must be discarded"
+    );
+}
+
+#[test]
+fn a_blocking_stream_source_is_polled_before_each_fill() {
+    let mut r = resolved(FdKind::Socket, FdKind::Socket, None, None);
+    r.src_nonblocking = false;
+    let mut p = plan(r, b"", b"", URING);
+    assert_eq!(p.next(), Step::Poll(Side::Src));
+    p.complete(Step::Poll(Side::Src), Ok(1));
+    let fill = p.next();
+    assert!(matches!(fill, Step::Fill { .. }));
+    p.complete(fill, Ok(5));
+    step(&mut p, Ok(5));
+    assert_eq!(p.next(), Step::Poll(Side::Src));
+    p.src_became_nonblocking();
+    assert!(
+        matches!(p.next(), Step::Fill { .. }),
+        "no poll once non-blocking"
+    );
+}
+
+impl Step {
+    fn len_for_test(&self) -> usize {
+        match self {
+            Step::Drain { len, .. } => *len,
+            _ => 0,
+        }
+    }
+}
+
+/// Completes the next step with `r`.
+fn step(p: &mut Plan, r: Result<usize, i32>) {
+    let s = p.next();
+    p.complete(s, r);
+}

@@ -1,0 +1,53 @@
+//! Calls only Linux has.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use crate::error::from_ret;
+
+/// `preadv2(fd, buf, off, RWF_NOWAIT)`: reads only what is in the page cache;
+/// `EAGAIN` when the data would have to come from the device (the caller then hands
+/// the read to a thread or ring that may wait). EINTR is retried.
+pub(crate) fn pread_nowait(fd: BorrowedFd<'_>, buf: &mut [u8], off: u64) -> Result<usize, i32> {
+    let iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    loop {
+        // SAFETY: one iovec describing `buf`, valid for writes during the call; the fd
+        // is borrowed, so it stays open.
+        let r = unsafe {
+            libc::preadv2(
+                fd.as_raw_fd(),
+                &iov,
+                1,
+                off as libc::off_t,
+                libc::RWF_NOWAIT,
+            )
+        };
+        match from_ret(r) {
+            Err(libc::EINTR) => continue,
+            // Filesystems without NOWAIT support: treat like "would block".
+            Err(libc::EOPNOTSUPP) => return Err(libc::EAGAIN),
+            other => return other,
+        }
+    }
+}
+
+/// A non-blocking, close-on-exec `eventfd` (wakes a ring's driver).
+pub(crate) fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: eventfd has no memory arguments.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just created and nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Adds 1 to an eventfd (best effort: a full counter still wakes the reader).
+pub(crate) fn eventfd_signal(fd: BorrowedFd<'_>) {
+    let one: u64 = 1;
+    // SAFETY: writes 8 bytes from a live u64 to an eventfd that the borrow keeps open.
+    unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+}

@@ -1,0 +1,32 @@
+//! The engine's system calls: the only place (with the io_uring ring boundary) where
+//! `unsafe` is allowed. Each function makes one call, retries `EINTR` where noted, and
+//! reports failure as the positive errno (`Err(i32)`) that the transfer plan consumes,
+//! or as an `io::Error` for the submit-time checks. `sendfile`, `splice`,
+//! `copy_file_range` and `O_NONBLOCK` come from `ferry-compat` (re-exported here), so
+//! their argument checks and clamps exist once.
+//!
+//! Modules: `unix` (portable POSIX calls, compiled everywhere) and `linux` (calls only
+//! Linux has: `preadv2(RWF_NOWAIT)`, `eventfd`). With `--cfg ferry_force_fallback` or
+//! off Linux, `nowait` reads report `EAGAIN` at once, so the inline attempt always
+//! hands over to a backend, and io_uring is not compiled.
+#![allow(unsafe_code)]
+
+mod unix;
+pub(crate) use unix::*;
+
+#[cfg(all(target_os = "linux", not(ferry_force_fallback)))]
+mod linux;
+#[cfg(all(target_os = "linux", not(ferry_force_fallback)))]
+pub(crate) use linux::*;
+
+/// Without `RWF_NOWAIT`, a read that must not block cannot be made: say `EAGAIN`.
+#[cfg(not(all(target_os = "linux", not(ferry_force_fallback))))]
+pub(crate) fn pread_nowait(
+    _fd: std::os::fd::BorrowedFd<'_>,
+    _buf: &mut [u8],
+    _off: u64,
+) -> Result<usize, i32> {
+    Err(libc::EAGAIN)
+}
+
+pub(crate) use ferry_compat::{copy_file_range, get_blocking, sendfile, set_blocking, splice};

@@ -1,0 +1,154 @@
+//! Portable POSIX calls of the engine (compiled everywhere).
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use crate::error::from_ret;
+
+/// Socket sends never raise SIGPIPE: a dead peer is `EPIPE`. (macOS has no flag.)
+#[cfg(not(target_vendor = "apple"))]
+const NOSIGNAL: libc::c_int = libc::MSG_NOSIGNAL;
+#[cfg(target_vendor = "apple")]
+const NOSIGNAL: libc::c_int = 0;
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) const MSG_MORE: libc::c_int = libc::MSG_MORE;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) const MSG_MORE: libc::c_int = 0;
+
+/// What `fstat` says of an fd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FileType {
+    Regular,
+    Socket,
+    Fifo,
+    Other,
+}
+
+/// `fstat(fd)`: the fd's type and size.
+pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<(FileType, u64)> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat fills the whole struct on success; it is read only then.
+    let st = unsafe {
+        if libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        st.assume_init()
+    };
+    let t = match st.st_mode & libc::S_IFMT {
+        libc::S_IFREG => FileType::Regular,
+        libc::S_IFSOCK => FileType::Socket,
+        libc::S_IFIFO => FileType::Fifo,
+        _ => FileType::Other,
+    };
+    Ok((t, st.st_size as u64))
+}
+
+/// `fcntl(fd, F_GETFL)`: access mode and status flags.
+pub(crate) fn get_fl(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
+    // SAFETY: F_GETFL takes no argument and only reads the fd's flags.
+    let fl = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    if fl == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fl)
+}
+
+/// `lseek(fd, 0, SEEK_CUR)`: the file position.
+pub(crate) fn position(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    // SAFETY: lseek has no memory arguments.
+    let p = unsafe { libc::lseek(fd.as_raw_fd(), 0, libc::SEEK_CUR) };
+    if p < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(p as u64)
+}
+
+/// `send(fd, buf, MSG_NOSIGNAL [| MSG_MORE] [| MSG_DONTWAIT])`. EINTR is retried.
+pub(crate) fn send(
+    fd: BorrowedFd<'_>,
+    buf: &[u8],
+    more: bool,
+    dontwait: bool,
+) -> Result<usize, i32> {
+    let mut flags = NOSIGNAL;
+    if more {
+        flags |= MSG_MORE;
+    }
+    if dontwait {
+        flags |= libc::MSG_DONTWAIT;
+    }
+    loop {
+        // SAFETY: `buf` is valid for reads of its length; the borrow keeps the fd open.
+        let r = unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), flags) };
+        match from_ret(r) {
+            Err(libc::EINTR) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// `pwrite` at `off`, or `write` when `off` is `None`. EINTR is retried.
+pub(crate) fn write_at(fd: BorrowedFd<'_>, buf: &[u8], off: Option<u64>) -> Result<usize, i32> {
+    loop {
+        // SAFETY: `buf` is valid for reads of its length; the borrow keeps the fd open.
+        let r = unsafe {
+            match off {
+                Some(o) => libc::pwrite(
+                    fd.as_raw_fd(),
+                    buf.as_ptr().cast(),
+                    buf.len(),
+                    o as libc::off_t,
+                ),
+                None => libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()),
+            }
+        };
+        match from_ret(r) {
+            Err(libc::EINTR) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// `pread` at `off`, or `read` when `off` is `None`. EINTR is retried.
+pub(crate) fn read_at(fd: BorrowedFd<'_>, buf: &mut [u8], off: Option<u64>) -> Result<usize, i32> {
+    loop {
+        // SAFETY: `buf` is valid for writes of its length; the borrow keeps the fd open.
+        let r = unsafe {
+            match off {
+                Some(o) => libc::pread(
+                    fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    o as libc::off_t,
+                ),
+                None => libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()),
+            }
+        };
+        match from_ret(r) {
+            Err(libc::EINTR) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// `poll` one fd for `writable` (POLLOUT) or readable (POLLIN), at most `timeout_ms`.
+/// `Ok(true)`: ready (or hung up / in error: the next call reports it).
+pub(crate) fn poll(fd: BorrowedFd<'_>, writable: bool, timeout_ms: i32) -> Result<bool, i32> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: if writable {
+            libc::POLLOUT
+        } else {
+            libc::POLLIN
+        },
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call; the borrow keeps the fd open.
+    let n = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+    match from_ret(n as isize) {
+        Ok(n) => Ok(n > 0),
+        Err(libc::EINTR) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
