@@ -298,9 +298,21 @@ fn explicit_backends_and_the_env_override() {
         .build()
         .unwrap();
     assert_eq!(b.backend(), Backend::Blocking);
-    if cfg!(target_os = "linux") {
+    if io_uring_compiled() {
         let u = Engine::builder().backend(Backend::IoUring).build().unwrap();
         assert_eq!(u.backend(), Backend::IoUring);
+    } else {
+        // The portable build: asking for io_uring is an error, Auto is blocking.
+        let e = Engine::builder()
+            .backend(Backend::IoUring)
+            .build()
+            .unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::Unsupported, "{e}");
+        let a = Engine::builder().backend(Backend::Auto).build().unwrap();
+        assert_eq!(a.backend(), Backend::Blocking);
+        if std::env::var_os("FERRY_BACKEND").is_none() {
+            assert!(a.fallback_reason().is_some());
+        }
     }
 }
 
@@ -351,6 +363,10 @@ fn deny_io_uring_setup() {
 #[test]
 fn auto_falls_back_when_seccomp_denies_io_uring_and_explicit_io_uring_errors() {
     let _g = serial();
+    if !io_uring_compiled() {
+        eprintln!("SKIPPED: io_uring is not compiled in this build (ferry_force_fallback)");
+        return;
+    }
     if std::env::var_os(CHILD).is_none() {
         // Run this test again in a child process under the filter.
         let out = std::process::Command::new(std::env::current_exe().unwrap())

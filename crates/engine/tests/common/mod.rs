@@ -29,9 +29,15 @@ pub fn engine_threads() -> usize {
 pub fn expected_backend() -> Backend {
     match std::env::var("FERRY_BACKEND").as_deref() {
         Ok("blocking") => Backend::Blocking,
-        _ if cfg!(target_os = "linux") => Backend::IoUring,
+        _ if io_uring_compiled() => Backend::IoUring,
         _ => Backend::Blocking,
     }
+}
+
+/// Whether this build has the io_uring backend (Linux, and not the portable build
+/// forced with `--cfg ferry_force_fallback`).
+pub fn io_uring_compiled() -> bool {
+    cfg!(all(target_os = "linux", not(ferry_force_fallback)))
 }
 
 pub fn engine() -> Engine {
