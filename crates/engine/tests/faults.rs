@@ -182,7 +182,13 @@ fn an_uncached_small_body_is_handed_to_the_backend_not_read_inline() {
         .unwrap();
     c.shutdown(Shutdown::Write).unwrap();
     assert!(rx.join().unwrap() == data);
-    assert_eq!(engine.stats().inline_completed, after.inline_completed + 1);
+    if cfg!(all(target_os = "linux", not(ferry_force_fallback))) {
+        assert_eq!(engine.stats().inline_completed, after.inline_completed + 1);
+    } else {
+        // Without RWF_NOWAIT no read is safe on the caller's thread: always handed over.
+        eprintln!("portable build: no RWF_NOWAIT, the inline attempt always hands over");
+        assert_eq!(engine.stats().inline_handed_over, after.inline_handed_over + 1);
+    }
 }
 
 /// Pages of `file` in the page cache (mincore of a read-only mapping).
