@@ -187,7 +187,10 @@ fn an_uncached_small_body_is_handed_to_the_backend_not_read_inline() {
     } else {
         // Without RWF_NOWAIT no read is safe on the caller's thread: always handed over.
         eprintln!("portable build: no RWF_NOWAIT, the inline attempt always hands over");
-        assert_eq!(engine.stats().inline_handed_over, after.inline_handed_over + 1);
+        assert_eq!(
+            engine.stats().inline_handed_over,
+            after.inline_handed_over + 1
+        );
     }
 }
 

@@ -23,6 +23,12 @@ use std::io;
 use crate::error::{kernel_error, TransferError};
 use crate::resolve::{FdKind, Resolved};
 
+mod staging;
+mod step;
+
+use staging::Staging;
+pub(crate) use step::{Caps, Side, Step, Strategy};
+
 /// Most bytes one step asks for: a cancel or a deadline is checked between steps.
 pub(crate) const STEP: u64 = 1 << 20;
 /// `copy_file_range` moves file → file without a socket buffer in between: larger
@@ -31,121 +37,6 @@ pub(crate) const FILE_STEP: u64 = 16 << 20;
 /// Body room of the staging buffer when the body's size is not known in advance
 /// (`len: None` on a file whose `fstat` size is 0, such as `/proc` files).
 const MIN_STAGING: u64 = 4096;
-
-/// Which side of the transfer a readiness wait is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Side {
-    /// Wait until `src` is readable.
-    Src,
-    /// Wait until `dst` is writable.
-    Dst,
-}
-
-/// How the body moves. Chosen at submit from the fds and what the executor can do;
-/// it can only step down (copy_file_range or sendfile → splice) when the kernel
-/// refuses, keeping every byte already moved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Strategy {
-    /// File body read into the staging buffer behind the header, sent with the
-    /// trailer in as few writes as possible (small bodies; no io-wq hand-off).
-    Buffered,
-    /// `sendfile` file → socket/pipe (executors that make syscalls).
-    Sendfile,
-    /// `copy_file_range` file → file.
-    CopyRange,
-    /// src → pooled pipe → dst with two splices.
-    Splice,
-}
-
-/// What the executor can carry out besides reads, writes, splices and polls.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Caps {
-    /// `sendfile(2)` is available (not on io_uring: no opcode).
-    pub sendfile: bool,
-    /// `copy_file_range(2)` is available (not on io_uring: no opcode).
-    pub copy_range: bool,
-}
-
-/// The next thing an executor must do for a transfer. Offsets are explicit: a file
-/// side is always read or written at the offset given (`None` for streams).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Step {
-    /// Write `header()[from..]` to dst; `more`: bytes follow (MSG_MORE on sockets).
-    Header {
-        from: usize,
-        more: bool,
-        dst_off: Option<u64>,
-    },
-    /// Read up to `len` bytes from src into `staging_mut()[at..at + len]`.
-    Read {
-        src_off: Option<u64>,
-        at: usize,
-        len: usize,
-    },
-    /// Write `staging()[at..at + len]` to dst.
-    Send {
-        at: usize,
-        len: usize,
-        more: bool,
-        dst_off: Option<u64>,
-    },
-    /// `sendfile` up to `len` bytes of src at `src_off` to dst.
-    Sendfile {
-        src_off: u64,
-        len: usize,
-        more: bool,
-    },
-    /// `copy_file_range` up to `len` bytes.
-    CopyRange {
-        src_off: u64,
-        dst_off: u64,
-        len: usize,
-    },
-    /// Splice up to `max` bytes (and at most the pipe's size) from src into the
-    /// empty pipe.
-    Fill { src_off: Option<u64>, max: usize },
-    /// Splice `len` bytes (all the pipe holds) from the pipe to dst.
-    Drain {
-        len: usize,
-        more: bool,
-        dst_off: Option<u64>,
-    },
-    /// Write `trailer()[from..]` to dst.
-    Trailer { from: usize, dst_off: Option<u64> },
-    /// Wait for readiness of one side, then ask again.
-    Poll(Side),
-    /// Nothing left: the transfer succeeded, or failed with [`Plan::take_error`].
-    Done,
-}
-
-impl Step {
-    /// Whether the step writes to dst (its errors are the destination's).
-    fn writes_dst(&self) -> bool {
-        matches!(
-            self,
-            Step::Header { .. }
-                | Step::Send { .. }
-                | Step::Trailer { .. }
-                | Step::Drain { .. }
-                | Step::Sendfile { .. }
-        )
-    }
-}
-
-/// The staging buffer of the buffered strategy: `[start, end)` holds bytes not yet
-/// written, in order header | body | trailer; the body is read in at `end`.
-#[derive(Debug, Default)]
-struct Staging {
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-    /// Unwritten bytes of each part within `[start, end)`.
-    header: usize,
-    body: usize,
-    trailer: usize,
-    /// The trailer has been copied in.
-    trailer_staged: bool,
-}
 
 /// A transfer's state and its rules; see the [module documentation](self).
 #[derive(Debug)]
@@ -236,26 +127,6 @@ impl Plan {
             plan.stage_header();
         }
         plan
-    }
-
-    /// Lays out the staging buffer: the header, room for the body (exactly `len`, or
-    /// the size seen at submit plus room to see the end of input), room for the trailer.
-    fn stage_header(&mut self) {
-        let room = match self.len {
-            Some(l) => l,
-            None => self.hint.unwrap_or(0).saturating_add(1).max(MIN_STAGING),
-        };
-        let (h, t) = (self.header.len(), self.trailer.len());
-        let mut buf = vec![0u8; h + room as usize + t];
-        buf[..h].copy_from_slice(&self.header);
-        self.header_sent = 0;
-        self.staging = Staging {
-            buf,
-            start: 0,
-            end: h,
-            header: h,
-            ..Staging::default()
-        };
     }
 
     /// The strategy in use now.
@@ -466,49 +337,6 @@ impl Plan {
         }
     }
 
-    fn next_buffered(&mut self) -> Step {
-        let ended = self.body_ended();
-        let read_limit = self.staging.buf.len() - self.trailer.len();
-        if !ended && self.staging.end < read_limit {
-            let room = (read_limit - self.staging.end) as u64;
-            return Step::Read {
-                src_off: self.src_off,
-                at: self.staging.end,
-                len: room.min(self.left()) as usize,
-            };
-        }
-        let short = ended && self.short_source().is_some();
-        if ended && !short && !self.staging.trailer_staged {
-            let t = self.trailer.len();
-            let s = &mut self.staging;
-            s.buf[s.end..s.end + t].copy_from_slice(&self.trailer);
-            s.end += t;
-            s.trailer = t;
-            s.trailer_staged = true;
-        }
-        let s = &mut self.staging;
-        if s.end > s.start {
-            return Step::Send {
-                at: s.start,
-                len: s.end - s.start,
-                more: !ended,
-                dst_off: self.dst_off,
-            };
-        }
-        if !ended {
-            // Buffer full and written: reuse it for the next part of the body.
-            s.start = 0;
-            s.end = 0;
-            return self.next_buffered();
-        }
-        if let Some(e) = self.short_source() {
-            // Every byte read has been written; the trailer is not sent.
-            return self.fail(e);
-        }
-        self.done = true;
-        Step::Done
-    }
-
     /// Applies the result of `step`: the bytes it moved, or the errno it failed with
     /// (positive). A `Poll` completes with `Ok(_)` when the side is ready.
     pub(crate) fn complete(&mut self, step: Step, result: Result<usize, i32>) {
@@ -629,21 +457,6 @@ impl Plan {
         }
     }
 
-    /// Attributes `n` written staging bytes to header, body and trailer, in order.
-    fn sent_staged(&mut self, n: usize) {
-        let s = &mut self.staging;
-        s.start += n;
-        let h = n.min(s.header);
-        s.header -= h;
-        let b = (n - h).min(s.body);
-        s.body -= b;
-        let t = (n - h - b).min(s.trailer);
-        s.trailer -= t;
-        self.trailer_sent += t;
-        self.delivered(b); // moves dst_off by the body part
-        self.advance_dst(h + t);
-    }
-
     fn failed(&mut self, step: Step, errno: i32) {
         match errno {
             libc::EINTR => {} // PEP 475: the same step again
@@ -682,5 +495,4 @@ impl Plan {
 }
 
 #[cfg(test)]
-#[path = "plan_tests.rs"]
 mod tests;
