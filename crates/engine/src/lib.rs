@@ -25,19 +25,21 @@
 //!     server.read_to_end(&mut v).map(|_| v)
 //! });
 //! let client = Arc::new(client);
-//! let done = engine
-//!     .submit(Transfer::new(Arc::new(file), client.clone())
-//!         .src_offset(Some(0))
-//!         .header(b"HTTP/1.1 200 OK\r\n\r\n".to_vec()))?
-//!     .wait()?;
+//! let handle = engine.submit(Transfer::new(Arc::new(file), client.clone())
+//!     .src_offset(Some(0))
+//!     .header(b"HTTP/1.1 200 OK\r\n\r\n".to_vec()))?;
+//! let progress = handle.progress(); // body bytes so far; kept for errors too
+//! let done = handle.wait()?;        // or `.await`; an Err's raw_os_error() is the errno
 //! assert_eq!(done.bytes, 1 << 20);
+//! assert_eq!(progress.bytes(), 1 << 20);
 //! client.shutdown(std::net::Shutdown::Write)?;
 //! assert_eq!(reader.join().unwrap()?.len(), 19 + (1 << 20));
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
-//! See `docs/engine.md` for how a transfer runs and what is guaranteed on error,
-//! timeout, cancel and drop.
+//! See `docs/engine.md` for the map of the crate, the plan as a table, the backend
+//! contract, kernel requirements, and what is guaranteed on error, timeout, cancel and
+//! drop.
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 #![warn(missing_debug_implementations)]
