@@ -428,7 +428,7 @@ fn inline_partial_sends_continue_on_the_backend_exactly() {
     }
 }
 
-/// design.md's contract: `Engine: Send + Sync`, handles `Send`, `Backend: Copy + Eq + Debug`.
+/// The public API contract: `Engine: Send + Sync`, handles `Send`, `Backend: Copy + Eq + Debug`.
 #[test]
 fn the_public_types_have_the_promised_traits() {
     fn send_sync<T: Send + Sync>() {}
