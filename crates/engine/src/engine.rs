@@ -2,18 +2,23 @@
 //! executor, and statistics.
 
 use std::fmt;
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use crate::backend::{Ctx, Executor};
 use crate::backend_kind::Backend;
-use crate::gate::Gate;
+use crate::gate::{Gate, Refused};
+use crate::group::Group;
 use crate::handle::{Slot, TransferHandle};
 use crate::job::Job;
 use crate::plan::Plan;
-use crate::resolve::{resolve, FdCache};
+use crate::proxy::{Proxy, ProxyHandle};
+use crate::resolve::{resolve, FdCache, Resolved};
 use crate::stats::EngineStats;
 use crate::transfer::Transfer;
 
@@ -91,12 +96,70 @@ impl Engine {
 
     fn submit_inner(&self, t: Transfer, wait: bool) -> io::Result<TransferHandle> {
         let r = resolve(&t, &self.fd_cache)?;
-        if !self.gate.acquire(wait) {
-            return Err(io::Error::new(
-                io::ErrorKind::WouldBlock,
-                "max_in_flight transfers are running; retry when one completes, or use submit() to wait",
-            ));
+        self.gate.acquire(wait).map_err(refused)?;
+        Ok(self.start(t, &r, None))
+    }
+
+    /// Starts a transfer without blocking the thread: the future waits for a free slot
+    /// (woken when one frees) and resolves to the handle. Bad input fails at the first
+    /// poll; an engine that was [`shut down`](Self::shutdown) fails at once.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # let engine = ferry_engine::Engine::new()?;
+    /// # let file = Arc::new(tempfile::tempfile()?);
+    /// # let (_r, w) = std::io::pipe()?;
+    /// # let transfer = ferry_engine::Transfer::new(file, Arc::new(w)).len(Some(0));
+    /// # let block_on = |f| ferry_testkit::block_on(f);
+    /// let done = block_on(async {
+    ///     let handle = engine.submit_async(transfer).await?;
+    ///     handle.cancel_on_drop().await
+    /// })?;
+    /// # assert_eq!(done.bytes, 0);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn submit_async(&self, transfer: Transfer) -> SubmitAsync<'_> {
+        SubmitAsync {
+            engine: self,
+            transfer: Some(transfer),
+            resolved: None,
+            waiting: false,
         }
+    }
+
+    /// Stops taking new work: every later `submit`, `try_submit`, `submit_async` and
+    /// `proxy` fails (`NotConnected`, "engine is shut down"), and tasks waiting in
+    /// `submit_async` are woken with that error. Transfers in flight run on; dropping
+    /// the engine cancels what is left.
+    pub fn shutdown(&self) {
+        self.gate.close();
+    }
+
+    /// Starts a two-way proxy between two connected sockets; see [`Proxy`].
+    ///
+    /// `InvalidInput` naming the argument for a non-socket, a listening socket, or the
+    /// same socket twice. Waits like `submit` for two slots of `max_in_flight`.
+    pub fn proxy(&self, proxy: Proxy) -> io::Result<ProxyHandle> {
+        proxy.check()?;
+        let (up, down) = proxy.transfers();
+        let (ru, rd) = (
+            resolve(&up, &self.fd_cache)?,
+            resolve(&down, &self.fd_cache)?,
+        );
+        self.gate.acquire(true).map_err(refused)?;
+        if let Err(e) = self.gate.acquire(true) {
+            self.gate.release();
+            return Err(refused(e));
+        }
+        let group = Arc::new(Group::default());
+        let hu = self.start(up, &ru, Some(group.clone()));
+        let hd = self.start(down, &rd, Some(group.clone()));
+        Ok(ProxyHandle::new(hu, hd, group))
+    }
+
+    /// Runs a resolved transfer whose gate slot is taken: the inline attempt, else an
+    /// executor.
+    fn start(&self, t: Transfer, r: &Resolved, group: Option<Arc<Group>>) -> TransferHandle {
         let submitted = Instant::now();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (gate, rec) = (self.gate.clone(), self.ctx.recorder.clone());
@@ -108,10 +171,22 @@ impl Engine {
                 rec.in_flight.fetch_sub(1, Ordering::Relaxed);
                 gate.release();
             }),
+            group.clone(),
         );
+        if let Some(g) = &group {
+            let weak = Arc::downgrade(&slot);
+            g.join(
+                id,
+                Arc::new(move || {
+                    if let Some(s) = weak.upgrade() {
+                        s.request_cancel();
+                    }
+                }),
+            );
+        }
         let caps = self.exec.caps(r.kind);
         let small = self.ctx.config.small_threshold;
-        let plan = Plan::new(&r, t.header, t.trailer, caps, small);
+        let plan = Plan::new(r, t.header, t.trailer, caps, small);
         let mut job = Job::new(
             id,
             r.kind,
@@ -122,18 +197,20 @@ impl Engine {
             submitted,
             slot.clone(),
         );
+        job.idle = t.idle;
+        job.half_close = t.half_close;
         let rec = &self.ctx.recorder;
         if crate::inline::eligible(&job) {
             if crate::inline::attempt(&mut job, &self.ctx.pool) {
                 rec.inline_done.fetch_add(1, Ordering::Relaxed);
                 job.finish(rec);
-                return Ok(TransferHandle::new(slot));
+                return TransferHandle::new(slot);
             }
             rec.inline_handoff.fetch_add(1, Ordering::Relaxed);
         }
         job.own_streams();
         self.exec.submit(job);
-        Ok(TransferHandle::new(slot))
+        TransferHandle::new(slot)
     }
 
     /// A snapshot of the statistics; cheap, callable from any thread.
@@ -147,5 +224,80 @@ impl Engine {
 impl Drop for Engine {
     fn drop(&mut self) {
         self.exec.shutdown();
+    }
+}
+
+fn refused(why: Refused) -> io::Error {
+    match why {
+        Refused::Full => io::Error::new(
+            io::ErrorKind::WouldBlock,
+            "max_in_flight transfers are running; retry when one completes, or use submit() or submit_async() to wait",
+        ),
+        Refused::Closed => io::Error::new(io::ErrorKind::NotConnected, "engine is shut down"),
+    }
+}
+
+/// The future of [`Engine::submit_async`]: resolves to the transfer's handle once a
+/// slot is free. Dropping it before then submits nothing.
+#[must_use = "a future does nothing unless polled"]
+pub struct SubmitAsync<'a> {
+    engine: &'a Engine,
+    transfer: Option<Transfer>,
+    resolved: Option<Resolved>,
+    /// Registered with the gate: a wake-up may be ours to pass on if dropped.
+    waiting: bool,
+}
+
+impl fmt::Debug for SubmitAsync<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SubmitAsync")
+            .field("transfer", &self.transfer)
+            .field("waiting", &self.waiting)
+            .finish()
+    }
+}
+
+impl Future for SubmitAsync<'_> {
+    type Output = io::Result<TransferHandle>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let me = &mut *self;
+        let Some(t) = me.transfer.as_ref() else {
+            return Poll::Ready(Err(io::Error::other("SubmitAsync polled after completion")));
+        };
+        if me.resolved.is_none() {
+            match resolve(t, &me.engine.fd_cache) {
+                Ok(r) => me.resolved = Some(r),
+                Err(e) => {
+                    me.transfer = None;
+                    return Poll::Ready(Err(e));
+                }
+            }
+        }
+        match me.engine.gate.poll_acquire(cx) {
+            Poll::Pending => {
+                me.waiting = true;
+                Poll::Pending
+            }
+            Poll::Ready(Err(why)) => {
+                me.transfer = None;
+                me.waiting = false;
+                Poll::Ready(Err(refused(why)))
+            }
+            Poll::Ready(Ok(())) => {
+                me.waiting = false;
+                let t = me.transfer.take().expect("checked above");
+                let r = me.resolved.take().expect("resolved above");
+                Poll::Ready(Ok(me.engine.start(t, &r, None)))
+            }
+        }
+    }
+}
+
+impl Drop for SubmitAsync<'_> {
+    fn drop(&mut self) {
+        if self.waiting {
+            self.engine.gate.pass_on();
+        }
     }
 }

@@ -9,6 +9,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use crate::group::Group;
 use crate::transfer::TransferKind;
 
 /// What a successful transfer did.
@@ -48,6 +49,8 @@ pub(crate) struct Slot {
     pub(crate) id: u64,
     canceller: Arc<dyn Fn(u64) + Send + Sync>,
     on_done: Box<dyn Fn() + Send + Sync>,
+    /// Transfers that fail together with this one.
+    group: Option<Arc<Group>>,
 }
 
 impl Slot {
@@ -55,6 +58,7 @@ impl Slot {
         id: u64,
         canceller: Arc<dyn Fn(u64) + Send + Sync>,
         on_done: Box<dyn Fn() + Send + Sync>,
+        group: Option<Arc<Group>>,
     ) -> Arc<Slot> {
         Arc::new(Slot {
             state: Mutex::new(State::default()),
@@ -64,7 +68,15 @@ impl Slot {
             id,
             canceller,
             on_done,
+            group,
         })
+    }
+
+    /// Asks for the transfer to stop (once; later calls do nothing).
+    pub(crate) fn request_cancel(&self) {
+        if !self.cancel.swap(true, Ordering::AcqRel) {
+            (self.canceller)(self.id);
+        }
     }
 
     /// Delivers the result (once) and wakes whoever waits.
@@ -73,6 +85,11 @@ impl Slot {
             let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
             if st.result.is_some() || st.taken {
                 return;
+            }
+            if result.is_err() {
+                if let Some(g) = &self.group {
+                    g.failed(self.id);
+                }
             }
             st.result = Some(result);
             (st.waker.take(), st.waiting)
@@ -182,9 +199,31 @@ impl TransferHandle {
     /// Asks the engine to stop the transfer; it then fails with `Interrupted` (unless it
     /// finished first). Returns at once; the result still arrives through the handle.
     pub fn cancel(&self) {
-        if !self.slot.cancel.swap(true, Ordering::AcqRel) {
-            (self.slot.canceller)(self.slot.id);
-        }
+        self.slot.request_cancel();
+    }
+
+    /// This handle, as a future (and `wait`) that **cancels the transfer when dropped**
+    /// before it finished: the behaviour a tokio user expects from `select!` or
+    /// `tokio::time::timeout`. Dropping it after the transfer finished does nothing.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # let engine = ferry_engine::Engine::new()?;
+    /// let (r, w) = std::io::pipe()?;
+    /// let (_reader_end, writer_end) = std::os::unix::net::UnixStream::pair()?;
+    /// let h = engine.submit(ferry_engine::Transfer::new(Arc::new(r), Arc::new(writer_end)))?;
+    /// let guard = h.cancel_on_drop();
+    /// let progress = guard.progress();
+    /// drop(guard); // nobody waits any more: the transfer is cancelled
+    /// # drop(w);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn cancel_on_drop(self) -> CancelOnDrop {
+        CancelOnDrop { handle: Some(self) }
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.slot.id
     }
 }
 
@@ -205,6 +244,56 @@ impl Future for TransferHandle {
             _ => st.waker = Some(cx.waker().clone()),
         }
         Poll::Pending
+    }
+}
+
+/// A [`TransferHandle`] that cancels its transfer when dropped unfinished; from
+/// [`TransferHandle::cancel_on_drop`]. A `Future` like the handle.
+#[derive(Debug)]
+pub struct CancelOnDrop {
+    handle: Option<TransferHandle>,
+}
+
+impl CancelOnDrop {
+    /// Blocks until the transfer finishes (it is not cancelled while waiting).
+    pub fn wait(mut self) -> io::Result<Completed> {
+        match self.handle.take() {
+            Some(h) => h.wait(),
+            None => Err(io::Error::other("result already taken")),
+        }
+    }
+
+    /// Asks the engine to stop the transfer now.
+    pub fn cancel(&self) {
+        if let Some(h) = &self.handle {
+            h.cancel();
+        }
+    }
+
+    /// Body bytes delivered; see [`TransferHandle::progress`].
+    pub fn progress(&self) -> Option<Progress> {
+        self.handle.as_ref().map(TransferHandle::progress)
+    }
+}
+
+impl Future for CancelOnDrop {
+    type Output = io::Result<Completed>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.handle.as_mut() {
+            Some(h) => Pin::new(h).poll(cx),
+            None => Poll::Ready(Err(io::Error::other("result already taken"))),
+        }
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(h) = &self.handle {
+            if !h.is_finished() {
+                h.cancel();
+            }
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! the only way a transfer completes (inline, blocking and io_uring alike).
 
 use std::io;
+use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,6 +11,7 @@ use std::time::Instant;
 use ferry_pipes::PooledPipe;
 
 use crate::handle::{Completed, Slot};
+use crate::idle::IdleClock;
 use crate::modes::NonBlocking;
 use crate::plan::Plan;
 use crate::resolve::FdKind;
@@ -38,6 +40,10 @@ pub(crate) struct Job {
     /// When an executor first worked on it.
     pub started: Option<Instant>,
     pub slot: Arc<Slot>,
+    /// Idle timeout: no body byte moved for its duration → `TimedOut`.
+    pub idle: Option<Arc<IdleClock>>,
+    /// `shutdown(dst, SHUT_WR)` when the body ended at the source's EOF.
+    pub half_close: bool,
 }
 
 impl Job {
@@ -66,6 +72,8 @@ impl Job {
             submitted,
             started: None,
             slot,
+            idle: None,
+            half_close: false,
         }
     }
 
@@ -90,10 +98,12 @@ impl Job {
         self.started.get_or_insert_with(Instant::now);
     }
 
-    /// Stops the plan if the transfer was cancelled or its deadline passed; true if
-    /// it is (now) stopped.
+    /// Stops the plan if the transfer was cancelled, its deadline passed or it was
+    /// idle too long; true if this call stopped it.
     pub(crate) fn check_stop(&mut self, now: Instant) -> bool {
-        if self.slot.cancel_requested() {
+        if self.plan.is_done() {
+            false
+        } else if self.slot.cancel_requested() {
             self.plan
                 .stop(io::ErrorKind::Interrupted, "transfer cancelled");
             true
@@ -101,16 +111,41 @@ impl Job {
             self.plan
                 .stop(io::ErrorKind::TimedOut, "transfer timed out");
             true
+        } else if self.idle.as_ref().is_some_and(|c| c.expired(now)) {
+            self.plan
+                .stop(io::ErrorKind::TimedOut, "idle timeout: no byte moved");
+            true
         } else {
             false
         }
     }
 
+    /// The next instant at which `check_stop` may stop the job by itself.
+    pub(crate) fn next_timer(&self) -> Option<Instant> {
+        let idle = self.idle.as_ref().map(|c| c.expires());
+        match (self.deadline, idle) {
+            (Some(d), Some(i)) => Some(d.min(i)),
+            (d, i) => d.or(i),
+        }
+    }
+
+    /// Gives an empty pipe back to the pool while the job waits for its source, so
+    /// idle streams (a proxy's quiet direction) hold no pipe.
+    pub(crate) fn release_idle_pipe(&mut self) {
+        if self.plan.in_pipe() == 0 {
+            self.pipe = None;
+        }
+    }
+
     /// Publishes the body bytes delivered so far (`TransferHandle::progress`).
     pub(crate) fn report_progress(&self) {
-        self.slot
-            .progress
-            .store(self.plan.body_bytes(), Ordering::Release);
+        let bytes = self.plan.body_bytes();
+        let before = self.slot.progress.swap(bytes, Ordering::AcqRel);
+        if bytes > before {
+            if let Some(c) = &self.idle {
+                c.touch();
+            }
+        }
     }
 
     /// Completes the transfer: discards a pipe that may hold bytes, gives the streams
@@ -144,6 +179,10 @@ impl Job {
     fn settle(&mut self, recorder: &Recorder, release: bool) -> io::Result<Completed> {
         let error = self.plan.take_error();
         if release {
+            if error.is_none() && self.half_close {
+                // The source ended: tell the destination's peer (a proxy's half-close).
+                let _ = crate::sys::shutdown_write(self.dst.as_fd());
+            }
             if let Some(pipe) = self.pipe.take() {
                 if error.is_some() || self.plan.in_pipe() > 0 {
                     pipe.discard();

@@ -44,18 +44,21 @@
 #![deny(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
-// Modules, in dependency order (each uses only those above it):
+// Modules import each other in one direction: docs/engine.md lists the order.
 mod backend;
 mod backend_kind;
 mod builder;
 mod engine;
 mod error;
 mod gate;
+mod group;
 mod handle;
+mod idle;
 mod inline;
 mod job;
 mod modes;
 mod plan;
+mod proxy;
 mod resolve;
 mod stats;
 mod sys;
@@ -63,8 +66,16 @@ mod transfer;
 
 pub use backend_kind::Backend;
 pub use builder::EngineBuilder;
-pub use engine::Engine;
+pub use engine::{Engine, SubmitAsync};
 pub use error::TransferError;
-pub use handle::{Completed, Progress, TransferHandle};
+pub use handle::{CancelOnDrop, Completed, Progress, TransferHandle};
+pub use proxy::{Proxy, ProxyError, ProxyHandle};
 pub use stats::{EngineStats, KindStats, Latency, SizeClass};
 pub use transfer::{Transfer, TransferKind};
+
+/// The README's and docs/embedding.md's snippets, compiled as doctests so they can
+/// never drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+#[doc = include_str!("../../../docs/embedding.md")]
+struct DocSnippets;

@@ -5,6 +5,8 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::idle::IdleClock;
+
 /// An fd the engine keeps alive until the kernel is done with it.
 pub(crate) type SharedFd = Arc<dyn AsFd + Send + Sync>;
 
@@ -38,6 +40,11 @@ pub struct Transfer {
     pub(crate) header: Vec<u8>,
     pub(crate) trailer: Vec<u8>,
     pub(crate) timeout: Option<Duration>,
+    /// Fails the transfer once no byte moved for its timeout (shared by a proxy's two
+    /// directions).
+    pub(crate) idle: Option<Arc<IdleClock>>,
+    /// After the body ended at the source's EOF, `shutdown(dst, SHUT_WR)` (proxies).
+    pub(crate) half_close: bool,
 }
 
 impl fmt::Debug for Transfer {
@@ -50,6 +57,8 @@ impl fmt::Debug for Transfer {
             .field("header_len", &self.header.len())
             .field("trailer_len", &self.trailer.len())
             .field("timeout", &self.timeout)
+            .field("idle", &self.idle)
+            .field("half_close", &self.half_close)
             .finish()
     }
 }
@@ -61,6 +70,11 @@ impl Transfer {
         S: AsFd + Send + Sync + 'static,
         D: AsFd + Send + Sync + 'static,
     {
+        Transfer::from_shared(src, dst)
+    }
+
+    /// A transfer between fds already type-erased.
+    pub(crate) fn from_shared(src: SharedFd, dst: SharedFd) -> Transfer {
         Transfer {
             src,
             dst,
@@ -69,6 +83,8 @@ impl Transfer {
             header: Vec::new(),
             trailer: Vec::new(),
             timeout: None,
+            idle: None,
+            half_close: false,
         }
     }
 
@@ -100,6 +116,13 @@ impl Transfer {
     /// Fail with `TimedOut` if the transfer has not finished this long after submit.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Fail with `TimedOut` once no body byte has moved for this long (a stalled peer
+    /// on a long transfer), however long the whole transfer takes.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle = Some(Arc::new(IdleClock::new(timeout)));
         self
     }
 }

@@ -118,6 +118,9 @@ fn run(job: &mut Job, ctx: &Ctx, stopping: &AtomicBool) {
             Step::Done => return,
             Step::Poll(side) => {
                 ctx.recorder.eagain.fetch_add(1, Ordering::Relaxed);
+                if side == Side::Src {
+                    job.release_idle_pipe();
+                }
                 if let Some(r) = wait(job, side) {
                     job.plan.complete(step, r);
                 }
@@ -135,7 +138,7 @@ fn run(job: &mut Job, ctx: &Ctx, stopping: &AtomicBool) {
 /// it is not ready yet (the caller checks cancel/deadline and asks again).
 fn wait(job: &Job, side: Side) -> Option<Result<usize, i32>> {
     let mut ms = TICK.as_millis() as i32;
-    if let Some(d) = job.deadline {
+    if let Some(d) = job.next_timer() {
         let left = d.saturating_duration_since(Instant::now());
         ms = ms.min(left.as_millis() as i32 + 1);
     }

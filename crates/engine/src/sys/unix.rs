@@ -152,3 +152,32 @@ pub(crate) fn poll(fd: BorrowedFd<'_>, writable: bool, timeout_ms: i32) -> Resul
         Err(e) => Err(e),
     }
 }
+
+/// `shutdown(fd, SHUT_WR)`: the peer reads EOF; reading from `fd` goes on.
+pub(crate) fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: no memory arguments; the borrow keeps the fd open.
+    if unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_WR) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Whether a socket is listening (`SO_ACCEPTCONN`).
+pub(crate) fn is_listening(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are live and sized for SO_ACCEPTCONN's int.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(v != 0)
+}

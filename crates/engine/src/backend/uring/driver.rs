@@ -236,7 +236,7 @@ impl Driver {
             return;
         }
         job.start();
-        let (id, deadline) = (job.id, job.deadline);
+        let (id, timer) = (job.id, job.next_timer());
         let key = self.jobs.insert(Running {
             job,
             in_flight: None,
@@ -244,8 +244,8 @@ impl Driver {
             cancel_sent: None,
         });
         self.by_id.insert(id, key);
-        if let Some(d) = deadline {
-            self.deadlines.push(Reverse((d, id)));
+        if let Some(t) = timer {
+            self.deadlines.push(Reverse((t, id)));
         }
         self.advance(key);
     }
@@ -257,8 +257,15 @@ impl Driver {
                 break;
             }
             self.deadlines.pop();
-            if let Some(&k) = self.by_id.get(&id) {
-                self.stop(k, io::ErrorKind::TimedOut, "transfer timed out");
+            let Some(&k) = self.by_id.get(&id) else {
+                continue;
+            };
+            let job = &mut self.jobs[k].job;
+            if job.check_stop(now) {
+                self.cancel_or_finish(k);
+            } else if let Some(t) = job.next_timer().filter(|_| !job.plan.is_done()) {
+                // The idle clock moved on: look again when it can next expire.
+                self.deadlines.push(Reverse((t.max(now), id)));
             }
         }
         // Send again the cancels that no completion has answered yet.
@@ -299,6 +306,12 @@ impl Driver {
             return;
         }
         r.job.plan.stop(kind, why);
+        self.cancel_or_finish(k);
+    }
+
+    /// Job `k` was just stopped: cancel its op(s) in the kernel, or finish it now.
+    fn cancel_or_finish(&mut self, k: usize) {
+        let r = &mut self.jobs[k];
         match r.in_flight {
             Some((_, linked)) => {
                 r.cancel_sent = Some(Instant::now());
@@ -419,8 +432,11 @@ impl Driver {
                     return;
                 }
                 _ => {
-                    if let Step::Poll(_) = step {
+                    if let Step::Poll(side) = step {
                         self.ctx.recorder.eagain.fetch_add(1, Ordering::Relaxed);
+                        if side == crate::plan::Side::Src {
+                            r.job.release_idle_pipe();
+                        }
                     }
                     match sqe::entry(&mut r.job, step, 0) {
                         Some(e) => {

@@ -52,18 +52,10 @@ pub(super) fn idle_job(
     let (dst, _peer2) = tcp_pair();
     std::mem::forget((_peer, _peer2)); // keep the connections open for the test
     let src: SharedFd = Arc::new(src);
-    let t = Transfer {
-        src: src.clone(),
-        dst: Arc::new(dst),
-        src_offset: None,
-        len: None,
-        header: Vec::new(),
-        trailer: Vec::new(),
-        timeout: None,
-    };
+    let t = Transfer::from_shared(src.clone(), Arc::new(dst));
     let r = resolve(&t, &FdCache::default()).unwrap();
     let plan = Plan::new(&r, Vec::new(), Vec::new(), caps, ctx.config.small_threshold);
-    let slot = Slot::new(id, Arc::new(|_| {}), Box::new(|| {}));
+    let slot = Slot::new(id, Arc::new(|_| {}), Box::new(|| {}), None);
     let mut job = Job::new(
         id,
         r.kind,
