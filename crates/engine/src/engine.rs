@@ -184,8 +184,9 @@ impl Engine {
                 }),
             );
         }
-        let caps = self.exec.caps(r.kind);
+        let mut caps = self.exec.caps(r.kind);
         let small = self.ctx.config.small_threshold;
+        caps.zero_copy_small = crate::inline::zero_copy_ok(&t, r, small);
         let plan = Plan::new(r, t.header, t.trailer, caps, small);
         let mut job = Job::new(
             id,
@@ -199,6 +200,11 @@ impl Engine {
         );
         job.idle = t.idle;
         job.half_close = t.half_close;
+        job.small = r.src_kind == crate::resolve::FdKind::File
+            && match (r.len, r.src_avail) {
+                (Some(l), a) => l.min(a.unwrap_or(l)) <= small,
+                (None, a) => a.is_some_and(|a| a <= small),
+            };
         let rec = &self.ctx.recorder;
         if crate::inline::eligible(&job) {
             if crate::inline::attempt(&mut job, &self.ctx.pool) {

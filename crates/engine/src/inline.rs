@@ -1,21 +1,50 @@
 //! The inline attempt: a small file body into a socket is sent from the submitting
-//! thread, running the job's plan with calls that cannot block (`preadv2(RWF_NOWAIT)`
-//! reads only what is in the page cache, `send(MSG_DONTWAIT|MSG_NOSIGNAL)`), until it
-//! is done or a step would have to wait. Then the same plan, in the same state, goes
-//! to a backend. This removes the two thread hand-offs that otherwise dominate small
-//! responses (docs/engine.md has the numbers), without ever blocking the caller: a
-//! body not in the page cache or a full socket buffer is the backend's to wait for.
+//! thread, running the job's plan with calls that cannot block, until it is done or a
+//! step would have to wait. Then the same plan, in the same state, goes to a backend.
+//! This removes the two thread hand-offs that otherwise dominate small responses
+//! (docs/engine.md has the numbers), without ever blocking the caller: a body not in
+//! the page cache or a full socket buffer is the backend's to wait for.
+//!
+//! * Zero-copy when it is safe: the body is entirely in the page cache (`cachestat`),
+//!   the socket is non-blocking, and a header goes first with `MSG_NOSIGNAL` (a dead
+//!   peer then shows as `EPIPE` there, before `sendfile` — which has no such flag —
+//!   could raise SIGPIPE): `send(header, MSG_MORE)` + `sendfile(body)`.
+//! * Otherwise buffered: `preadv2(RWF_NOWAIT)` (page cache only) into the staging buffer
+//!   behind the header, then one `send(MSG_DONTWAIT|MSG_NOSIGNAL)`.
+
+use std::os::fd::AsFd;
 
 use ferry_pipes::PipePool;
 
 use crate::backend::steps;
 use crate::job::Job;
 use crate::plan::{Step, Strategy};
-use crate::resolve::FdKind;
+use crate::resolve::{FdKind, Resolved};
+use crate::sys;
+use crate::transfer::Transfer;
 
-/// Whether `job` is one the inline attempt may run (buffered file body → socket).
+/// Whether a small file body may go out zero-copy from the caller's thread.
+pub(crate) fn zero_copy_ok(t: &Transfer, r: &Resolved, small: u64) -> bool {
+    let body = match (r.len, r.src_avail) {
+        (Some(l), Some(a)) => l.min(a),
+        (Some(l), None) => l,
+        (None, Some(a)) => a,
+        (None, None) => return false,
+    };
+    r.src_kind == FdKind::File
+        && r.dst_kind == FdKind::Socket
+        && r.dst_nonblocking
+        && !t.header.is_empty()
+        && body <= small
+        && sys::all_cached(t.src.as_fd(), r.src_off.unwrap_or(0), body)
+}
+
+/// Whether `job` is one the inline attempt may run: a small file body into a socket,
+/// buffered or zero-copy.
 pub(crate) fn eligible(job: &Job) -> bool {
-    job.plan.strategy() == Strategy::Buffered && job.dst_kind == FdKind::Socket
+    job.dst_kind == FdKind::Socket
+        && job.small
+        && matches!(job.plan.strategy(), Strategy::Buffered | Strategy::Sendfile)
 }
 
 /// Runs the plan while no step would block; true when the plan has ended (success or
@@ -26,7 +55,11 @@ pub(crate) fn attempt(job: &mut Job, pool: &PipePool) -> bool {
         let step = job.plan.next();
         match step {
             Step::Done => return true,
-            Step::Read { .. } | Step::Send { .. } => {
+            Step::Read { .. }
+            | Step::Send { .. }
+            | Step::Header { .. }
+            | Step::Sendfile { .. }
+            | Step::Trailer { .. } => {
                 let r = steps::run(job, step, pool, true);
                 if r == Err(libc::EAGAIN) {
                     return false; // not cached / socket full: the same step, elsewhere

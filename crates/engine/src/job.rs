@@ -44,6 +44,8 @@ pub(crate) struct Job {
     pub idle: Option<Arc<IdleClock>>,
     /// `shutdown(dst, SHUT_WR)` when the body ended at the source's EOF.
     pub half_close: bool,
+    /// A small file body (at most `small_threshold`): the inline attempt may run it.
+    pub small: bool,
 }
 
 impl Job {
@@ -74,6 +76,7 @@ impl Job {
             slot,
             idle: None,
             half_close: false,
+            small: false,
         }
     }
 

@@ -35,6 +35,7 @@ pub(crate) struct Resolved {
     /// still ends at the first read of 0).
     pub src_avail: Option<u64>,
     pub src_nonblocking: bool,
+    pub dst_nonblocking: bool,
 }
 
 fn invalid(arg: &str, why: impl fmt::Display) -> io::Error {
@@ -185,5 +186,6 @@ pub(crate) fn resolve(t: &Transfer, cache: &FdCache) -> io::Result<Resolved> {
         len: t.len,
         src_avail,
         src_nonblocking: src_fl & libc::O_NONBLOCK != 0,
+        dst_nonblocking: dst_fl & libc::O_NONBLOCK != 0,
     })
 }

@@ -155,42 +155,68 @@ fn an_uncached_small_body_is_handed_to_the_backend_not_read_inline() {
         eprintln!("SKIPPED: this filesystem keeps the file in the page cache after DONTNEED");
         return;
     }
-    let before = engine.stats();
-    let (c, s) = tcp_pair();
-    let rx = drain(s);
-    let c = Arc::new(c);
-    let done = engine
-        .submit(Transfer::new(Arc::new(file), c.clone()).src_offset(Some(0)))
-        .unwrap()
-        .wait()
-        .unwrap();
-    assert_eq!(done.bytes, data.len() as u64);
-    c.shutdown(Shutdown::Write).unwrap();
-    assert!(rx.join().unwrap() == data);
-    let after = engine.stats();
-    assert_eq!(after.inline_completed, before.inline_completed);
-    assert_eq!(after.inline_handed_over, before.inline_handed_over + 1);
-    // A cached body is sent inline.
-    let file = Arc::new(file_with(&data));
-    let (c, s) = tcp_pair();
-    let rx = drain(s);
-    let c = Arc::new(c);
-    engine
-        .submit(Transfer::new(file, c.clone()).src_offset(Some(0)))
-        .unwrap()
-        .wait()
-        .unwrap();
-    c.shutdown(Shutdown::Write).unwrap();
-    assert!(rx.join().unwrap() == data);
-    if cfg!(all(target_os = "linux", not(ferry_force_fallback))) {
-        assert_eq!(engine.stats().inline_completed, after.inline_completed + 1);
-    } else {
-        // Without RWF_NOWAIT no read is safe on the caller's thread: always handed over.
-        eprintln!("portable build: no RWF_NOWAIT, the inline attempt always hands over");
+    // Buffered (blocking socket, no header) and zero-copy (non-blocking socket with a
+    // header) inline attempts alike must hand an uncached body over.
+    for (nonblocking, header) in [(false, &b""[..]), (true, &b"HEAD"[..])] {
+        let before = engine.stats();
+        let (c, s) = tcp_pair();
+        c.set_nonblocking(nonblocking).unwrap();
+        let rx = drain(s);
+        let c = Arc::new(c);
+        let file = file_with(&data);
+        file.sync_all().unwrap();
+        // SAFETY: advice on an fd we own; no memory arguments.
+        let r = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        assert_eq!(r, 0);
+        assert_eq!(resident_pages(&file), 0);
+        let done = engine
+            .submit(
+                Transfer::new(Arc::new(file), c.clone())
+                    .src_offset(Some(0))
+                    .header(header),
+            )
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(done.bytes, data.len() as u64);
+        c.shutdown(Shutdown::Write).unwrap();
+        let mut want = header.to_vec();
+        want.extend_from_slice(&data);
+        assert!(rx.join().unwrap() == want);
+        let after = engine.stats();
         assert_eq!(
-            engine.stats().inline_handed_over,
-            after.inline_handed_over + 1
+            after.inline_completed, before.inline_completed,
+            "read inline"
         );
+        assert_eq!(after.inline_handed_over, before.inline_handed_over + 1);
+        // The same body, cached, is sent inline.
+        let file = Arc::new(file_with(&data));
+        let (c, s) = tcp_pair();
+        c.set_nonblocking(nonblocking).unwrap();
+        let rx = drain(s);
+        let c = Arc::new(c);
+        engine
+            .submit(
+                Transfer::new(file, c.clone())
+                    .src_offset(Some(0))
+                    .header(header),
+            )
+            .unwrap()
+            .wait()
+            .unwrap();
+        c.shutdown(Shutdown::Write).unwrap();
+        assert!(rx.join().unwrap() == want);
+        if cfg!(all(target_os = "linux", not(ferry_force_fallback))) {
+            assert_eq!(engine.stats().inline_completed, after.inline_completed + 1);
+        } else {
+            // Without RWF_NOWAIT/cachestat nothing is safe to read on the caller's
+            // thread: always handed over.
+            eprintln!("portable build: the inline attempt always hands over");
+            assert_eq!(
+                engine.stats().inline_handed_over,
+                after.inline_handed_over + 1
+            );
+        }
     }
 }
 

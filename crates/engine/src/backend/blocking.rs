@@ -66,6 +66,7 @@ impl Executor for Blocking {
         Caps {
             sendfile: true,
             copy_range: true,
+            zero_copy_small: false,
         }
     }
 

@@ -67,8 +67,9 @@ pub(crate) fn run(job: &mut Job, step: Step, pool: &PipePool, nowait: bool) -> R
                 (false, off) => sys::read_at(src, buf, off),
             }
         }
-        _ if nowait => Err(libc::EAGAIN),
+        // Inline, only on a non-blocking socket with the body in the page cache.
         Step::Sendfile { src_off, len, .. } => errno(sys::sendfile(dst, src, Some(src_off), len)),
+        _ if nowait => Err(libc::EAGAIN),
         Step::CopyRange {
             src_off,
             dst_off,

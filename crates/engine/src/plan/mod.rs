@@ -94,6 +94,9 @@ impl Plan {
         let strategy = match (src_file, r.dst_kind) {
             (true, FdKind::File) if caps.copy_range => Strategy::CopyRange,
             (true, FdKind::File) => Strategy::Splice,
+            (true, _) if caps.zero_copy_small && hint.is_some_and(|h| h <= small) => {
+                Strategy::Sendfile
+            }
             (true, _) if hint.is_some_and(|h| h <= small) => Strategy::Buffered,
             (true, _) if caps.sendfile => Strategy::Sendfile,
             _ => Strategy::Splice,
@@ -468,8 +471,10 @@ impl Plan {
                 });
             }
             // The kernel cannot do this here: the next way, no byte lost.
+            // (An executor without sendfile says EOPNOTSUPP: the inline attempt may
+            // have sent part of the body with it; splice goes on from the offset.)
             libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP
-                if matches!(step, Step::Sendfile { .. }) && self.body == 0 =>
+                if matches!(step, Step::Sendfile { .. }) =>
             {
                 self.strategy = Strategy::Splice;
             }

@@ -33,6 +33,10 @@ pub(crate) struct Caps {
     pub sendfile: bool,
     /// `copy_file_range(2)` is available (not on io_uring: no opcode).
     pub copy_range: bool,
+    /// Send a small file body with `sendfile` (zero-copy) rather than through the
+    /// staging buffer: set for the inline attempt when the body is in the page cache,
+    /// the socket is non-blocking and a header goes first (see `inline`).
+    pub zero_copy_small: bool,
 }
 
 /// The next thing an executor must do for a transfer. Offsets are explicit: a file

@@ -13,16 +13,19 @@ fn resolved(src: FdKind, dst: FdKind, len: Option<u64>, avail: Option<u64>) -> R
         len,
         src_avail: avail,
         src_nonblocking: true,
+        dst_nonblocking: true,
     }
 }
 
 const URING: Caps = Caps {
     sendfile: false,
     copy_range: false,
+    zero_copy_small: false,
 };
 const SYSCALLS: Caps = Caps {
     sendfile: true,
     copy_range: true,
+    zero_copy_small: false,
 };
 
 fn plan(r: Resolved, header: &[u8], trailer: &[u8], caps: Caps) -> Plan {

@@ -51,3 +51,58 @@ pub(crate) fn eventfd_signal(fd: BorrowedFd<'_>) {
     // SAFETY: writes 8 bytes from a live u64 to an eventfd that the borrow keeps open.
     unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
 }
+
+/// `cachestat(2)` (Linux 6.5): whether every page of `[off, off + len)` of a file is
+/// in the page cache, so reading it cannot wait for the disk. `false` when unknown
+/// (older kernels: the answer is remembered after the first `ENOSYS`).
+pub(crate) fn all_cached(fd: BorrowedFd<'_>, off: u64, len: u64) -> bool {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static MISSING: AtomicBool = AtomicBool::new(false);
+    const SYS_CACHESTAT: libc::c_long = 451; // the same number on every architecture
+    #[repr(C)]
+    struct Range {
+        off: u64,
+        len: u64,
+    }
+    #[repr(C)]
+    #[derive(Default)]
+    struct Stat {
+        nr_cache: u64,
+        nr_dirty: u64,
+        nr_writeback: u64,
+        nr_evicted: u64,
+        nr_recently_evicted: u64,
+    }
+    if len == 0 {
+        return true;
+    }
+    if MISSING.load(Ordering::Relaxed) {
+        return false;
+    }
+    const PAGE: u64 = 4096;
+    let first = off / PAGE;
+    let last = (off + len - 1) / PAGE;
+    let range = Range {
+        off: first * PAGE,
+        len: (last - first + 1) * PAGE,
+    };
+    let mut st = Stat::default();
+    // SAFETY: `range` and `st` are live, correctly laid out (repr(C), the kernel's
+    // struct cachestat_range / cachestat) for the call; flags must be 0.
+    let r = unsafe {
+        libc::syscall(
+            SYS_CACHESTAT,
+            fd.as_raw_fd(),
+            &range as *const Range,
+            &mut st as *mut Stat,
+            0,
+        )
+    };
+    if r != 0 {
+        if io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+            MISSING.store(true, Ordering::Relaxed);
+        }
+        return false;
+    }
+    st.nr_cache >= last - first + 1
+}

@@ -29,4 +29,10 @@ pub(crate) fn pread_nowait(
     Err(libc::EAGAIN)
 }
 
+/// Without `cachestat`, residency is unknown: say "not cached".
+#[cfg(not(all(target_os = "linux", not(ferry_force_fallback))))]
+pub(crate) fn all_cached(_fd: std::os::fd::BorrowedFd<'_>, _off: u64, _len: u64) -> bool {
+    false
+}
+
 pub(crate) use ferry_compat::{copy_file_range, get_blocking, sendfile, set_blocking, splice};
