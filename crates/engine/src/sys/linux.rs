@@ -104,5 +104,5 @@ pub(crate) fn all_cached(fd: BorrowedFd<'_>, off: u64, len: u64) -> bool {
         }
         return false;
     }
-    st.nr_cache >= last - first + 1
+    st.nr_cache > last - first
 }
