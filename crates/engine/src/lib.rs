@@ -50,12 +50,15 @@ mod backend_kind;
 mod builder;
 mod engine;
 mod error;
+mod events;
 mod gate;
 mod group;
 mod handle;
 mod idle;
 mod inline;
 mod job;
+#[cfg(target_os = "linux")]
+mod local;
 mod modes;
 mod plan;
 mod proxy;
@@ -68,7 +71,10 @@ pub use backend_kind::Backend;
 pub use builder::EngineBuilder;
 pub use engine::{Engine, SubmitAsync};
 pub use error::TransferError;
+pub use events::{Event, OpId};
 pub use handle::{CancelOnDrop, Completed, Progress, TransferHandle};
+#[cfg(target_os = "linux")]
+pub use local::{LocalEngine, LocalEngineBuilder, LocalHandle};
 pub use proxy::{Proxy, ProxyError, ProxyHandle};
 pub use stats::{EngineStats, KindStats, Latency, SizeClass};
 pub use transfer::{Transfer, TransferKind};

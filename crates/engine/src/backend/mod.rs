@@ -34,12 +34,15 @@ pub(crate) mod steps;
 #[cfg(all(target_os = "linux", not(ferry_force_fallback)))]
 pub(crate) mod uring;
 
+use std::io;
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_pipes::PipePool;
 
 use crate::backend_kind::Backend;
+use crate::events::{ConnOp, Event};
 use crate::job::Job;
 use crate::plan::Caps;
 use crate::stats::Recorder;
@@ -65,6 +68,24 @@ pub(crate) struct Ctx {
     pub recorder: Arc<Recorder>,
     pub pool: PipePool,
     pub config: Config,
+}
+
+/// An executor driven by its owner's thread (`LocalEngine`): the same contract, plus
+/// connection ops, and nothing happens between two `turn`s (except in the kernel).
+pub(crate) trait LocalExec {
+    fn kind(&self) -> Backend;
+    fn caps(&self, kind: TransferKind) -> Caps;
+    fn submit(&mut self, job: Job);
+    fn start_conn(&mut self, id: u64, op: ConnOp);
+    fn cancel_conn(&mut self, id: u64);
+    /// Submits, waits at most `timeout` for a completion, reaps; events (transfers
+    /// done included) are appended to `out`.
+    fn turn(&mut self, timeout: Option<Duration>, out: &mut Vec<Event>) -> io::Result<()>;
+    /// Readable when completions wait (for epoll / mio / tokio).
+    fn fd(&self) -> BorrowedFd<'_>;
+    fn canceller(&self) -> Arc<dyn Fn(u64) + Send + Sync>;
+    /// Stops everything, waits for the kernel.
+    fn shutdown(&mut self);
 }
 
 /// An executor of jobs; see the [module documentation](self) for the contract.

@@ -1,7 +1,7 @@
 //! Calls only Linux has.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 use crate::error::from_ret;
 
@@ -32,24 +32,6 @@ pub(crate) fn pread_nowait(fd: BorrowedFd<'_>, buf: &mut [u8], off: u64) -> Resu
             other => return other,
         }
     }
-}
-
-/// A non-blocking, close-on-exec `eventfd` (wakes a ring's driver).
-pub(crate) fn eventfd() -> io::Result<OwnedFd> {
-    // SAFETY: eventfd has no memory arguments.
-    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just created and nobody else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Adds 1 to an eventfd (best effort: a full counter still wakes the reader).
-pub(crate) fn eventfd_signal(fd: BorrowedFd<'_>) {
-    let one: u64 = 1;
-    // SAFETY: writes 8 bytes from a live u64 to an eventfd that the borrow keeps open.
-    unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
 }
 
 /// `cachestat(2)` (Linux 6.5): whether every page of `[off, off + len)` of a file is

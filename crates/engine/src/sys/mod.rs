@@ -14,6 +14,11 @@
 mod unix;
 pub(crate) use unix::*;
 
+#[cfg(target_os = "linux")]
+mod epoll;
+#[cfg(target_os = "linux")]
+pub(crate) use epoll::*;
+
 #[cfg(all(target_os = "linux", not(ferry_force_fallback)))]
 mod linux;
 #[cfg(all(target_os = "linux", not(ferry_force_fallback)))]

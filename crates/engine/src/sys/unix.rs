@@ -1,7 +1,7 @@
 //! Portable POSIX calls of the engine (compiled everywhere).
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use crate::error::from_ret;
 
@@ -180,4 +180,25 @@ pub(crate) fn is_listening(fd: BorrowedFd<'_>) -> io::Result<bool> {
         return Err(io::Error::last_os_error());
     }
     Ok(v != 0)
+}
+
+/// `close(fd)`, with its result (`OwnedFd`'s drop ignores it).
+pub(crate) fn close(fd: OwnedFd) -> io::Result<()> {
+    use std::os::fd::IntoRawFd;
+    // SAFETY: we own the fd and give it up here; it is closed exactly once.
+    if unsafe { libc::close(fd.into_raw_fd()) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Takes ownership of an fd the kernel has just returned (an accepted connection).
+#[cfg_attr(
+    not(all(target_os = "linux", not(ferry_force_fallback))),
+    allow(dead_code)
+)]
+pub(crate) fn owned_fd(fd: i32) -> OwnedFd {
+    // SAFETY: the kernel just created `fd` for us (an accept result) and no one else
+    // owns it; it is non-negative (callers pass only successful results).
+    unsafe { OwnedFd::from_raw_fd(fd) }
 }

@@ -20,10 +20,12 @@ use crossbeam_channel::Receiver;
 use io_uring::{cqueue, opcode, types, IoUring};
 use slab::Slab;
 
+use super::conn::ConnTable;
 use super::sqe::{self, Backlog};
 use super::wake::Wake;
 use crate::backend::Ctx;
 use crate::error::{errno_of, from_ret};
+use crate::events::{ConnOp, Event};
 use crate::job::Job;
 use crate::plan::Step;
 
@@ -35,6 +37,8 @@ const TAG_OP: u64 = 0;
 const TAG_LINKED: u64 = 1;
 const TAG_CANCEL: u64 = 2;
 const TAG_WAKE: u64 = 3;
+/// A connection op of a `LocalEngine` (accept, recv, send, timeout, close).
+const TAG_CONN: u64 = 4;
 /// How often an unanswered `AsyncCancel` is sent again.
 const RECANCEL: Duration = Duration::from_millis(100);
 
@@ -77,8 +81,16 @@ pub(crate) struct Driver {
     /// Ids of stopped jobs whose op has not completed yet (cancel re-sent).
     cancelling: Vec<u64>,
     backlog: Backlog,
-    cqes: Vec<(u64, i32)>,
+    cqes: Vec<(u64, i32, u32)>,
     shutting_down: bool,
+    /// Driven by its owner's thread (`LocalEngine`), not by a thread of its own.
+    local: bool,
+    /// The ring failed: nothing more is submitted.
+    dead: bool,
+    /// Local mode: connection ops, their events, and ids of jobs finished.
+    conns: ConnTable,
+    pub(crate) events: Vec<Event>,
+    pub(crate) finished: Vec<u64>,
 }
 
 impl Driver {
@@ -99,6 +111,11 @@ impl Driver {
             backlog: Backlog::default(),
             cqes: Vec::with_capacity(256),
             shutting_down: false,
+            local: false,
+            dead: false,
+            conns: ConnTable::default(),
+            events: Vec::new(),
+            finished: Vec::new(),
         })
     }
 
@@ -132,7 +149,7 @@ impl Driver {
             if let Err(e) = self.backlog.flush(&mut self.ring) {
                 return self.fatal(e);
             }
-            if let Err(e) = self.wait() {
+            if let Err(e) = self.wait(None) {
                 return self.fatal(e);
             }
             self.reap();
@@ -144,6 +161,9 @@ impl Driver {
     /// the kernel may still use is leaked, never freed. Then new jobs are refused.
     fn fatal(&mut self, e: io::Error) {
         let _ = e;
+        self.dead = true;
+        // Connection ops' buffers and fds may be in the kernel: leaked, never freed.
+        std::mem::forget(std::mem::take(&mut self.conns));
         for r in self.jobs.drain() {
             if r.in_flight.is_none() {
                 r.job
@@ -166,9 +186,13 @@ impl Driver {
         }
     }
 
-    fn wait(&mut self) -> io::Result<()> {
+    fn wait(&mut self, cap: Option<Duration>) -> io::Result<()> {
         let now = Instant::now();
         let mut until = self.deadlines.peek().map(|Reverse((t, _))| *t);
+        if let Some(c) = cap {
+            let c = now + c;
+            until = Some(until.map_or(c, |u| u.min(c)));
+        }
         if !self.cancelling.is_empty() {
             let r = now + RECANCEL;
             until = Some(until.map_or(r, |u| u.min(r)));
@@ -341,9 +365,9 @@ impl Driver {
         cqes.extend(
             self.ring
                 .completion()
-                .map(|c: cqueue::Entry| (c.user_data(), c.result())),
+                .map(|c: cqueue::Entry| (c.user_data(), c.result(), c.flags())),
         );
-        for &(data, res) in &cqes {
+        for &(data, res, flags) in &cqes {
             let (tag, id) = (data >> TAG_SHIFT, data & ID_MASK);
             match tag {
                 TAG_WAKE => {
@@ -356,6 +380,11 @@ impl Driver {
                     if let Some(&k) = self.by_id.get(&id) {
                         self.on_cqe(k, tag == TAG_LINKED, res);
                     }
+                }
+                TAG_CONN => {
+                    let ud = ud(TAG_CONN, id);
+                    let (backlog, events) = (&mut self.backlog, &mut self.events);
+                    self.conns.on_cqe(id, res, flags, ud, backlog, events);
                 }
                 _ => {} // an AsyncCancel's own result
             }
@@ -456,7 +485,96 @@ impl Driver {
     fn finish(&mut self, k: usize) {
         let r = self.jobs.remove(k);
         self.by_id.remove(&r.job.id);
+        if self.local {
+            self.finished.push(r.job.id);
+        }
         r.job.finish(&self.ctx.recorder);
+    }
+
+    /// Has the kernel signal `fd` (an eventfd) for every CQE.
+    pub(crate) fn register_eventfd(&self, fd: i32) -> io::Result<()> {
+        self.ring.submitter().register_eventfd(fd)
+    }
+
+    /// Local mode (`LocalEngine`): the owner's thread drives the ring.
+    pub(crate) fn set_local(&mut self) {
+        self.local = true;
+        self.arm_wake();
+    }
+
+    /// A job from the owner's thread.
+    pub(crate) fn submit_job(&mut self, job: Job) {
+        self.start(job);
+    }
+
+    /// Starts connection op `id`.
+    pub(crate) fn start_conn(&mut self, id: u64, op: ConnOp) {
+        self.conns
+            .start(id, op, ud(TAG_CONN, id), &mut self.backlog);
+    }
+
+    /// Cancels connection op `id`.
+    pub(crate) fn cancel_conn(&mut self, id: u64) {
+        let (u, c) = (ud(TAG_CONN, id), ud(TAG_CANCEL, id));
+        self.conns.cancel(id, u, c, &mut self.backlog);
+    }
+
+    /// One turn: take messages (cancels), submit everything queued, wait at most
+    /// `timeout` (`None`: until something completes) for a completion, reap all.
+    pub(crate) fn turn(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let r = self.turn_inner(timeout);
+        if let Err(e) = &r {
+            self.fatal(io::Error::new(e.kind(), e.to_string()));
+        }
+        r
+    }
+
+    fn turn_inner(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        if self.dead {
+            return Err(io::Error::other("the ring failed earlier"));
+        }
+        self.drain_messages()?;
+        self.check_deadlines();
+        self.backlog.flush(&mut self.ring)?;
+        self.wait(timeout)?;
+        self.reap();
+        self.drain_messages()?;
+        self.backlog.flush(&mut self.ring)?;
+        self.ring.submit()?;
+        Ok(())
+    }
+
+    /// Local mode's shutdown: stops every job and op, waits for their CQEs and the
+    /// eventfd read's, so nothing the kernel uses is freed early.
+    pub(crate) fn shutdown_local(&mut self) {
+        if self.dead {
+            return;
+        }
+        self.shutting_down = true;
+        let keys: Vec<usize> = self.jobs.iter().map(|(k, _)| k).collect();
+        for k in keys {
+            self.stop(k, io::ErrorKind::Interrupted, "engine shut down");
+        }
+        let mut rounds = 0u32;
+        while !(self.jobs.is_empty() && self.conns.is_empty() && !self.wake_armed) {
+            if rounds.is_multiple_of(10) {
+                for id in self.conns.ids() {
+                    self.cancel_conn(id);
+                }
+                if self.jobs.is_empty() && self.conns.is_empty() && self.wake_armed {
+                    let e = opcode::AsyncCancel::new(ud(TAG_WAKE, 0)).build();
+                    self.backlog.push(e.user_data(ud(TAG_CANCEL, 0)));
+                }
+            }
+            rounds += 1;
+            let ok = self.backlog.flush(&mut self.ring).is_ok()
+                && self.wait(Some(Duration::from_millis(10))).is_ok();
+            if !ok {
+                return self.fatal(io::Error::other("ring failed during shutdown"));
+            }
+            self.reap();
+            self.events.clear();
+        }
     }
 }
 

@@ -27,6 +27,12 @@ impl Wake {
         }
     }
 
+    /// Wakes the driver's eventfd read even if it is not asleep in the ring (a
+    /// `LocalEngine`'s owner may sleep elsewhere; the read's CQE then shows up).
+    pub(crate) fn signal_anyway(&self) {
+        sys::eventfd_signal(self.fd.as_fd());
+    }
+
     /// The driver announces sleep (then re-checks its channel before entering).
     pub(crate) fn set_sleeping(&self, on: bool) {
         self.sleeping.store(on, Ordering::SeqCst);

@@ -1,0 +1,236 @@
+//! Connection ops on a ring (for `LocalEngine`): multishot accept, recv, send of owned
+//! bytes, timeouts and close, each owning what the kernel uses (fd `Arc`, buffer,
+//! timespec) until its last CQE. `EAGAIN` (an `O_NONBLOCK` socket: io_uring then does
+//! not wait itself) becomes a `POLL_ADD` and the op again.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd};
+
+use io_uring::{cqueue, opcode, squeue, types};
+
+use super::sqe::Backlog;
+use crate::events::{ended, ConnOp, Event, OpId};
+use crate::sys;
+use crate::transfer::SharedFd;
+
+enum Kind {
+    Accept(SharedFd),
+    Recv(SharedFd, Vec<u8>),
+    Send(SharedFd, Vec<u8>, usize),
+    Timer(Box<types::Timespec>),
+    /// The fd now belongs to the kernel's close.
+    Close(i32),
+}
+
+struct Conn {
+    kind: Kind,
+    /// A POLL_ADD is in flight instead of the op.
+    polling: bool,
+    cancelled: bool,
+}
+
+impl Conn {
+    fn entry(&mut self) -> squeue::Entry {
+        let poll = |fd: &SharedFd, out: bool| {
+            let ev = if out { libc::POLLOUT } else { libc::POLLIN };
+            opcode::PollAdd::new(types::Fd(fd.as_fd().as_raw_fd()), ev as u32).build()
+        };
+        match &mut self.kind {
+            Kind::Accept(fd) if self.polling => poll(fd, false),
+            Kind::Recv(fd, _) if self.polling => poll(fd, false),
+            Kind::Send(fd, _, _) if self.polling => poll(fd, true),
+            Kind::Accept(fd) => opcode::AcceptMulti::new(types::Fd(fd.as_fd().as_raw_fd()))
+                .flags(libc::SOCK_CLOEXEC)
+                .build(),
+            Kind::Recv(fd, buf) => opcode::Recv::new(
+                types::Fd(fd.as_fd().as_raw_fd()),
+                buf.as_mut_ptr(),
+                buf.len().min(u32::MAX as usize) as u32,
+            )
+            .build(),
+            Kind::Send(fd, buf, sent) => {
+                let rest = &buf[*sent..];
+                opcode::Send::new(
+                    types::Fd(fd.as_fd().as_raw_fd()),
+                    rest.as_ptr(),
+                    rest.len().min(u32::MAX as usize) as u32,
+                )
+                .flags(libc::MSG_NOSIGNAL)
+                .build()
+            }
+            Kind::Timer(ts) => opcode::Timeout::new(&**ts).build(),
+            Kind::Close(fd) => opcode::Close::new(types::Fd(*fd)).build(),
+        }
+    }
+}
+
+/// The connection ops of one ring, by op id.
+#[derive(Default)]
+pub(crate) struct ConnTable {
+    ops: HashMap<u64, Conn>,
+}
+
+impl ConnTable {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Starts op `id`; its SQE goes out with the next submit (`user_data` from `ud`).
+    pub(crate) fn start(&mut self, id: u64, op: ConnOp, ud: u64, backlog: &mut Backlog) {
+        let kind = match op {
+            ConnOp::Accept(fd) => Kind::Accept(fd),
+            ConnOp::Recv(fd, buf) => Kind::Recv(fd, buf),
+            ConnOp::Send(fd, buf) => Kind::Send(fd, buf, 0),
+            ConnOp::Timeout(d) => Kind::Timer(Box::new(types::Timespec::from(d))),
+            ConnOp::Close(fd) => Kind::Close(fd.into_raw_fd()),
+        };
+        let mut c = Conn {
+            kind,
+            polling: false,
+            cancelled: false,
+        };
+        backlog.push(c.entry().user_data(ud));
+        self.ops.insert(id, c);
+    }
+
+    /// Asks the kernel to stop op `id` (its CQE then ends it).
+    pub(crate) fn cancel(&mut self, id: u64, ud: u64, cancel_ud: u64, backlog: &mut Backlog) {
+        if let Some(c) = self.ops.get_mut(&id) {
+            c.cancelled = true;
+            backlog.push(opcode::AsyncCancel::new(ud).build().user_data(cancel_ud));
+        }
+    }
+
+    /// Every op's id (to cancel them all at shutdown).
+    pub(crate) fn ids(&self) -> Vec<u64> {
+        self.ops.keys().copied().collect()
+    }
+
+    /// A CQE of op `id`: an event when it is over (or, for accept, per connection);
+    /// the op again (`ud`) when it goes on.
+    pub(crate) fn on_cqe(
+        &mut self,
+        id: u64,
+        res: i32,
+        flags: u32,
+        ud: u64,
+        backlog: &mut Backlog,
+        events: &mut Vec<Event>,
+    ) {
+        let Some(mut c) = self.ops.remove(&id) else {
+            return;
+        };
+        let op = OpId(id);
+        let err = |res: i32| io::Error::from_raw_os_error(-res);
+        if c.polling {
+            c.polling = false;
+            if res < 0 && res != -libc::EINTR {
+                return self.end(id, c, err(res), events);
+            }
+            backlog.push(c.entry().user_data(ud));
+            self.ops.insert(id, c);
+            return;
+        }
+        if res == -libc::EAGAIN
+            && !c.cancelled
+            && !matches!(c.kind, Kind::Timer(_) | Kind::Close(_))
+        {
+            c.polling = true;
+            backlog.push(c.entry().user_data(ud));
+            self.ops.insert(id, c);
+            return;
+        }
+        match c.kind {
+            Kind::Accept(fd) => {
+                if res >= 0 {
+                    events.push(Event::Accepted {
+                        op,
+                        conn: Ok(sys::owned_fd(res)),
+                    });
+                } else if res != -libc::ECANCELED {
+                    events.push(Event::Accepted {
+                        op,
+                        conn: Err(err(res)),
+                    });
+                }
+                let more = cqueue::more(flags);
+                let mut c = Conn {
+                    kind: Kind::Accept(fd),
+                    polling: false,
+                    cancelled: c.cancelled,
+                };
+                if more {
+                    self.ops.insert(id, c); // multishot goes on
+                } else if c.cancelled || res == -libc::ECANCELED {
+                    let e = io::Error::new(io::ErrorKind::Interrupted, "accept cancelled");
+                    events.push(Event::Accepted { op, conn: Err(e) });
+                } else {
+                    backlog.push(c.entry().user_data(ud)); // re-arm
+                    self.ops.insert(id, c);
+                }
+            }
+            Kind::Recv(_, buf) => {
+                let result = if res >= 0 {
+                    Ok(res as usize)
+                } else {
+                    Err(err(res))
+                };
+                events.push(Event::Received { op, buf, result });
+            }
+            Kind::Send(fd, buf, sent) => {
+                if res > 0 && sent + (res as usize) < buf.len() && !c.cancelled {
+                    let mut c = Conn {
+                        kind: Kind::Send(fd, buf, sent + res as usize),
+                        polling: false,
+                        cancelled: false,
+                    };
+                    backlog.push(c.entry().user_data(ud));
+                    self.ops.insert(id, c);
+                    return;
+                }
+                let result = if res >= 0 {
+                    Ok(sent + res as usize)
+                } else {
+                    Err(err(res))
+                };
+                events.push(Event::Sent { op, buf, result });
+            }
+            Kind::Timer(_) => {
+                let result = match -res {
+                    libc::ETIME => Ok(()),
+                    libc::ECANCELED => Err(io::Error::new(
+                        io::ErrorKind::Interrupted,
+                        "timeout cancelled",
+                    )),
+                    _ if res >= 0 => Ok(()),
+                    _ => Err(err(res)),
+                };
+                events.push(Event::Timer { op, result });
+            }
+            Kind::Close(_) => {
+                let result = if res >= 0 { Ok(()) } else { Err(err(res)) };
+                events.push(Event::Closed { op, result });
+            }
+        }
+    }
+
+    fn end(&mut self, id: u64, c: Conn, e: io::Error, events: &mut Vec<Event>) {
+        let op = OpId(id);
+        events.push(match c.kind {
+            Kind::Accept(fd) => return events.push(ended(id, ConnOp::Accept(fd), e)),
+            Kind::Recv(_, buf) => Event::Received {
+                op,
+                buf,
+                result: Err(e),
+            },
+            Kind::Send(_, buf, _) => Event::Sent {
+                op,
+                buf,
+                result: Err(e),
+            },
+            Kind::Timer(_) => Event::Timer { op, result: Err(e) },
+            Kind::Close(_) => Event::Closed { op, result: Err(e) },
+        });
+    }
+}

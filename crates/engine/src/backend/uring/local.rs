@@ -1,0 +1,101 @@
+//! The io_uring executor of a `LocalEngine`: one ring driven by its owner's thread
+//! (no driver thread, no hand-off), with an eventfd registered with the ring that
+//! becomes readable when completions are posted.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+
+use super::driver::{Driver, Msg};
+use super::wake::Wake;
+use crate::backend::{Ctx, LocalExec};
+use crate::backend_kind::Backend;
+use crate::events::{ConnOp, Event, OpId};
+use crate::job::Job;
+use crate::plan::Caps;
+use crate::sys;
+use crate::transfer::TransferKind;
+
+pub(crate) struct UringLocal {
+    driver: Driver,
+    tx: Sender<Msg>,
+    wake: Arc<Wake>,
+    /// Signalled by the kernel for every CQE (`IORING_REGISTER_EVENTFD`).
+    notify: OwnedFd,
+}
+
+impl UringLocal {
+    pub(crate) fn new(ctx: Ctx) -> io::Result<UringLocal> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let wake = Arc::new(Wake::new()?);
+        let mut driver = Driver::new(ctx, rx, wake.clone())?;
+        let notify = sys::eventfd()?;
+        driver.register_eventfd(notify.as_raw_fd())?;
+        driver.set_local();
+        Ok(UringLocal {
+            driver,
+            tx,
+            wake,
+            notify,
+        })
+    }
+}
+
+impl LocalExec for UringLocal {
+    fn kind(&self) -> Backend {
+        Backend::IoUring
+    }
+
+    fn caps(&self, _kind: TransferKind) -> Caps {
+        Caps::default()
+    }
+
+    fn submit(&mut self, job: Job) {
+        self.driver.submit_job(job);
+    }
+
+    fn start_conn(&mut self, id: u64, op: ConnOp) {
+        self.driver.start_conn(id, op);
+    }
+
+    fn cancel_conn(&mut self, id: u64) {
+        self.driver.cancel_conn(id);
+    }
+
+    fn turn(&mut self, timeout: Option<Duration>, out: &mut Vec<Event>) -> io::Result<()> {
+        // Empty the eventfd first: a CQE posted after the reap below signals it again,
+        // so an owner sleeping on it never misses one.
+        sys::eventfd_drain(self.notify.as_fd());
+        self.driver.turn(timeout)?;
+        out.append(&mut self.driver.events);
+        out.extend(
+            self.driver
+                .finished
+                .drain(..)
+                .map(|id| Event::TransferDone { op: OpId(id) }),
+        );
+        Ok(())
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.notify.as_fd()
+    }
+
+    fn canceller(&self) -> Arc<dyn Fn(u64) + Send + Sync> {
+        let (tx, wake) = (self.tx.clone(), self.wake.clone());
+        Arc::new(move |id| {
+            if tx.send(Msg::Cancel(id)).is_ok() {
+                wake.wake();
+                // The owner may be asleep in epoll on our fd rather than in the ring.
+                wake.signal_anyway();
+            }
+        })
+    }
+
+    fn shutdown(&mut self) {
+        self.driver.shutdown_local();
+    }
+}

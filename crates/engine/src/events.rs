@@ -1,0 +1,113 @@
+//! What a [`LocalEngine`](crate::LocalEngine) reports from its ring: one [`Event`] per
+//! finished operation, named by the [`OpId`] its call returned.
+
+use std::fmt;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use crate::transfer::SharedFd;
+
+/// Names one operation of a `LocalEngine`: a transfer or a connection op.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OpId(pub(crate) u64);
+
+/// A finished operation of a `LocalEngine`, from [`LocalEngine::events`](crate::LocalEngine::events).
+#[derive(Debug)]
+pub enum Event {
+    /// A connection accepted by `accept`. The op goes on (multishot) until cancelled
+    /// or the listener fails; its last event is an `Err` (`Interrupted` when cancelled).
+    Accepted {
+        /// The `accept` op.
+        op: OpId,
+        /// The new connection (close-on-exec), or why accepting failed.
+        conn: io::Result<OwnedFd>,
+    },
+    /// `recv` finished: `n` bytes at the start of `buf` (`Ok(0)`: the peer closed).
+    Received {
+        /// The `recv` op.
+        op: OpId,
+        /// The buffer given to `recv`, back.
+        buf: Vec<u8>,
+        /// Bytes received, or the kernel's error.
+        result: io::Result<usize>,
+    },
+    /// `send` finished: all of `buf` went out (`Ok(buf.len())`) or the error.
+    Sent {
+        /// The `send` op.
+        op: OpId,
+        /// The buffer given to `send`, back.
+        buf: Vec<u8>,
+        /// Bytes sent (all of them on success), or the kernel's error.
+        result: io::Result<usize>,
+    },
+    /// A `timeout` expired (`Ok`), or was cancelled (`Err(Interrupted)`).
+    Timer {
+        /// The `timeout` op.
+        op: OpId,
+        /// `Ok` when it expired.
+        result: io::Result<()>,
+    },
+    /// `close` finished.
+    Closed {
+        /// The `close` op.
+        op: OpId,
+        /// The kernel's answer.
+        result: io::Result<()>,
+    },
+    /// A transfer finished: its handle is ready (`LocalEngine::wait` or `.await` it).
+    TransferDone {
+        /// The transfer's id (`LocalHandle::id`).
+        op: OpId,
+    },
+}
+
+/// A connection op as the executors receive it.
+pub(crate) enum ConnOp {
+    Accept(SharedFd),
+    Recv(SharedFd, Vec<u8>),
+    Send(SharedFd, Vec<u8>),
+    Timeout(Duration),
+    Close(OwnedFd),
+}
+
+impl fmt::Debug for ConnOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnOp::Accept(_) => f.write_str("Accept"),
+            ConnOp::Recv(_, b) => write!(f, "Recv({})", b.len()),
+            ConnOp::Send(_, b) => write!(f, "Send({})", b.len()),
+            ConnOp::Timeout(d) => write!(f, "Timeout({d:?})"),
+            ConnOp::Close(_) => f.write_str("Close"),
+        }
+    }
+}
+
+/// The event of a connection op that ended without running (cancelled, shut down).
+pub(crate) fn ended(id: u64, op: ConnOp, e: io::Error) -> Event {
+    let op_id = OpId(id);
+    match op {
+        ConnOp::Accept(_) => Event::Accepted {
+            op: op_id,
+            conn: Err(e),
+        },
+        ConnOp::Recv(_, buf) => Event::Received {
+            op: op_id,
+            buf,
+            result: Err(e),
+        },
+        ConnOp::Send(_, buf) => Event::Sent {
+            op: op_id,
+            buf,
+            result: Err(e),
+        },
+        ConnOp::Timeout(_) => Event::Timer {
+            op: op_id,
+            result: Err(e),
+        },
+        ConnOp::Close(_) => Event::Closed {
+            op: op_id,
+            result: Err(e),
+        },
+    }
+}

@@ -1,0 +1,400 @@
+//! `LocalEngine`: a ring owned and driven by one thread, where transfers and a
+//! server's connection ops (accept, recv, send, timeouts, close) share one
+//! `io_uring_enter` per turn, with no thread hop. Where io_uring is unavailable it runs
+//! the same plan with non-blocking syscalls driven by epoll.
+
+mod readiness;
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use ferry_pipes::{PipePool, PoolConfig};
+
+use crate::backend::{Config, Ctx, LocalExec};
+use crate::backend_kind::Backend;
+use crate::events::{ConnOp, Event, OpId};
+use crate::handle::{Completed, Progress, Slot, TransferHandle};
+use crate::job::Job;
+use crate::plan::Plan;
+use crate::resolve::{resolve, FdCache, FdKind};
+use crate::stats::{EngineStats, Recorder};
+use crate::transfer::{SharedFd, Transfer};
+
+/// Builds a [`LocalEngine`]; from [`LocalEngine::builder`].
+#[derive(Debug, Clone)]
+pub struct LocalEngineBuilder {
+    backend: Backend,
+    config: Config,
+    pipe_size: usize,
+    pipe_pool_capacity: usize,
+}
+
+impl LocalEngineBuilder {
+    /// Which backend: `IoUring` (an error where unavailable), `Blocking` (the epoll
+    /// readiness loop), or `Auto` (io_uring where it works; `FERRY_BACKEND` overrides).
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// Bodies up to this many bytes are sent from a buffer or zero-copy at submit
+    /// (default 64 KiB).
+    pub fn small_threshold(mut self, bytes: u64) -> Self {
+        self.config.small_threshold = bytes;
+        self
+    }
+
+    /// Submission queue entries of the ring (default 512; the CQ gets 4×).
+    pub fn ring_entries(mut self, n: u32) -> Self {
+        self.config.ring_entries = n.clamp(8, 32768);
+        self
+    }
+
+    /// Capacity of each pooled pipe (default 1 MiB).
+    pub fn pipe_size(mut self, bytes: usize) -> Self {
+        self.pipe_size = bytes;
+        self
+    }
+
+    /// Builds the engine on the calling thread (which then owns it).
+    pub fn build(self) -> io::Result<LocalEngine> {
+        let pool = PipePool::new(PoolConfig {
+            capacity: self.pipe_pool_capacity,
+            pipe_size: self.pipe_size,
+            nonblocking: true,
+        })?;
+        let ctx = Ctx {
+            recorder: Arc::new(Recorder::default()),
+            pool,
+            config: self.config,
+        };
+        let mut fallback_reason = None;
+        let exec: Box<dyn LocalExec> = match self.backend.with_env_override()? {
+            Backend::Blocking => Box::new(readiness::Readiness::new(ctx.clone())?),
+            Backend::IoUring => uring(ctx.clone())?,
+            Backend::Auto => match uring(ctx.clone()) {
+                Ok(e) => e,
+                Err(e) => {
+                    fallback_reason = Some(format!(
+                        "io_uring unavailable ({e}); using the epoll readiness loop"
+                    ));
+                    Box::new(readiness::Readiness::new(ctx.clone())?)
+                }
+            },
+        };
+        Ok(LocalEngine {
+            canceller: exec.canceller(),
+            backend: exec.kind(),
+            exec,
+            ctx,
+            fd_cache: FdCache::default(),
+            next_id: 1,
+            fallback_reason,
+            events: Vec::new(),
+            _owner: PhantomData,
+        })
+    }
+}
+
+#[cfg(not(ferry_force_fallback))]
+fn uring(ctx: Ctx) -> io::Result<Box<dyn LocalExec>> {
+    Ok(Box::new(crate::backend::uring::UringLocal::new(ctx)?))
+}
+
+#[cfg(ferry_force_fallback)]
+fn uring(_ctx: Ctx) -> io::Result<Box<dyn LocalExec>> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "io_uring is not compiled in (--cfg ferry_force_fallback)",
+    ))
+}
+
+/// A ring owned and driven by one thread. See the [crate documentation](crate) and
+/// `docs/local.md`.
+///
+/// Nothing moves between two [`turn`](Self::turn)s except in the kernel: the owner
+/// calls `turn` (or `wait`) from its loop, or sleeps on the engine's fd (it is `AsFd`,
+/// readable when completions wait) in epoll, mio or tokio and turns when woken.
+///
+/// ```
+/// use std::sync::Arc;
+/// # use std::io::Read;
+/// let mut ring = ferry_engine::LocalEngine::new()?;
+/// let file = Arc::new(tempfile::tempfile()?);
+/// std::io::Write::write_all(&mut &*file, b"hello")?;
+/// let (mut r, w) = std::io::pipe()?;
+/// let h = ring.submit(ferry_engine::Transfer::new(file, Arc::new(w)).src_offset(Some(0)))?;
+/// let done = ring.wait(h)?;                // turns until it completes
+/// assert_eq!(done.bytes, 5);
+/// let mut got = [0u8; 5];
+/// r.read_exact(&mut got)?;
+/// assert_eq!(&got, b"hello");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct LocalEngine {
+    exec: Box<dyn LocalExec>,
+    ctx: Ctx,
+    fd_cache: FdCache,
+    next_id: u64,
+    backend: Backend,
+    fallback_reason: Option<String>,
+    canceller: Arc<dyn Fn(u64) + Send + Sync>,
+    events: Vec<Event>,
+    /// `!Send + !Sync`: the ring belongs to the thread that built it.
+    _owner: PhantomData<*const ()>,
+}
+
+impl fmt::Debug for LocalEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalEngine")
+            .field("backend", &self.backend)
+            .field("fallback_reason", &self.fallback_reason)
+            .finish()
+    }
+}
+
+impl LocalEngine {
+    /// A local engine with the default settings and `Backend::Auto`.
+    pub fn new() -> io::Result<LocalEngine> {
+        LocalEngine::builder().build()
+    }
+
+    /// A builder for the settings.
+    pub fn builder() -> LocalEngineBuilder {
+        LocalEngineBuilder {
+            backend: Backend::Auto,
+            config: Config {
+                threads: 1,
+                max_in_flight: usize::MAX,
+                small_threshold: 64 * 1024,
+                ring_entries: 512,
+                iowq_max_workers: 16,
+                link_splices: true,
+            },
+            pipe_size: 1 << 20,
+            pipe_pool_capacity: 64,
+        }
+    }
+
+    /// What really runs: `IoUring`, or `Blocking` (the epoll readiness loop).
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Why `Auto` fell back to the readiness loop, if it did.
+    pub fn fallback_reason(&self) -> Option<&str> {
+        self.fallback_reason.as_deref()
+    }
+
+    fn next_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Queues a transfer; it reaches the kernel at the next [`turn`](Self::turn).
+    /// A small file body into a socket may be sent right here (never blocking: only
+    /// page-cached data, only what the socket takes now). Bad input: `InvalidInput`
+    /// naming the argument, as `Engine::submit`.
+    pub fn submit(&mut self, t: Transfer) -> io::Result<LocalHandle> {
+        let r = resolve(&t, &self.fd_cache)?;
+        let id = self.next_id();
+        let submitted = Instant::now();
+        let rec = self.ctx.recorder.clone();
+        rec.in_flight.fetch_add(1, Ordering::Relaxed);
+        let slot = Slot::new(
+            id,
+            self.canceller.clone(),
+            Box::new(move || {
+                rec.in_flight.fetch_sub(1, Ordering::Relaxed);
+            }),
+            None,
+        );
+        let small = self.ctx.config.small_threshold;
+        let mut caps = self.exec.caps(r.kind);
+        caps.zero_copy_small = crate::inline::zero_copy_ok(&t, &r, small);
+        let plan = Plan::new(&r, t.header, t.trailer, caps, small);
+        let mut job = Job::new(
+            id,
+            r.kind,
+            (r.src_kind, r.dst_kind),
+            plan,
+            (t.src, t.dst),
+            t.timeout.map(|d| submitted + d),
+            submitted,
+            slot.clone(),
+        );
+        job.idle = t.idle;
+        job.half_close = t.half_close;
+        job.small = r.src_kind == FdKind::File
+            && match (r.len, r.src_avail) {
+                (Some(l), a) => l.min(a.unwrap_or(l)) <= small,
+                (None, a) => a.is_some_and(|a| a <= small),
+            };
+        let rec = &self.ctx.recorder;
+        if crate::inline::eligible(&job) {
+            if crate::inline::attempt(&mut job, &self.ctx.pool) {
+                rec.inline_done.fetch_add(1, Ordering::Relaxed);
+                job.finish(rec);
+                self.events.push(Event::TransferDone { op: OpId(id) });
+                return Ok(LocalHandle::new(slot));
+            }
+            rec.inline_handoff.fetch_add(1, Ordering::Relaxed);
+        }
+        job.own_streams();
+        self.exec.submit(job);
+        Ok(LocalHandle::new(slot))
+    }
+
+    /// One turn: submits everything queued in one enter, waits at most `timeout`
+    /// (`None`: until something completes) for a completion, reaps every completion.
+    /// Returns how many transfers completed; their handles are ready, and every
+    /// finished op is in [`events`](Self::events).
+    pub fn turn(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
+        let before = self.events.len();
+        self.exec.turn(timeout, &mut self.events)?;
+        Ok(self.events[before..]
+            .iter()
+            .filter(|e| matches!(e, Event::TransferDone { .. }))
+            .count())
+    }
+
+    /// Turns until `h` completes, and returns its result. Events of other ops that
+    /// finished meanwhile stay in [`events`](Self::events).
+    pub fn wait(&mut self, h: LocalHandle) -> io::Result<Completed> {
+        while !h.is_finished() {
+            self.turn(Some(Duration::from_millis(100)))?;
+        }
+        h.inner.wait()
+    }
+
+    /// The events of finished ops since the last call, in completion order.
+    pub fn events(&mut self) -> std::vec::Drain<'_, Event> {
+        self.events.drain(..)
+    }
+
+    /// Accepts connections on `listener` until cancelled (multishot where the kernel
+    /// has it): one [`Event::Accepted`] per connection.
+    pub fn accept<L: AsFd + Send + Sync + 'static>(&mut self, listener: Arc<L>) -> OpId {
+        self.conn(ConnOp::Accept(listener))
+    }
+
+    /// Receives into `buf` (its length is the most read): one [`Event::Received`].
+    pub fn recv<S: AsFd + Send + Sync + 'static>(&mut self, socket: Arc<S>, buf: Vec<u8>) -> OpId {
+        self.conn(ConnOp::Recv(socket as SharedFd, buf))
+    }
+
+    /// Sends all of `buf`: one [`Event::Sent`] when it is out (or failed).
+    pub fn send<S: AsFd + Send + Sync + 'static>(&mut self, socket: Arc<S>, buf: Vec<u8>) -> OpId {
+        self.conn(ConnOp::Send(socket as SharedFd, buf))
+    }
+
+    /// An [`Event::Timer`] after `after`.
+    pub fn timeout(&mut self, after: Duration) -> OpId {
+        self.conn(ConnOp::Timeout(after))
+    }
+
+    /// Closes `fd` on the ring: one [`Event::Closed`].
+    pub fn close(&mut self, fd: OwnedFd) -> OpId {
+        self.conn(ConnOp::Close(fd))
+    }
+
+    /// Cancels a connection op; its event then says `Interrupted` (unless it finished
+    /// first). For transfers use [`LocalHandle::cancel`].
+    pub fn cancel(&mut self, op: OpId) {
+        self.exec.cancel_conn(op.0);
+    }
+
+    fn conn(&mut self, op: ConnOp) -> OpId {
+        let id = self.next_id();
+        self.exec.start_conn(id, op);
+        OpId(id)
+    }
+
+    /// A snapshot of the statistics.
+    pub fn stats(&self) -> EngineStats {
+        self.ctx
+            .recorder
+            .snapshot(self.backend, self.ctx.pool.stats())
+    }
+}
+
+impl AsFd for LocalEngine {
+    /// Readable when completions wait: register it in epoll / mio / tokio and call
+    /// `turn(Some(Duration::ZERO))` when it is.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.exec.fd()
+    }
+}
+
+impl Drop for LocalEngine {
+    fn drop(&mut self) {
+        self.exec.shutdown();
+    }
+}
+
+/// A transfer on a [`LocalEngine`]: a `Future` (woken by the engine's `turn`), or
+/// `ring.wait(handle)`. `cancel()` as on `Engine`.
+pub struct LocalHandle {
+    inner: TransferHandle,
+}
+
+impl fmt::Debug for LocalHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("LocalHandle").field(&self.inner).finish()
+    }
+}
+
+impl LocalHandle {
+    fn new(slot: Arc<Slot>) -> Self {
+        LocalHandle {
+            inner: TransferHandle::new(slot),
+        }
+    }
+
+    /// The id of [`Event::TransferDone`] for this transfer.
+    pub fn id(&self) -> OpId {
+        OpId(self.inner.id())
+    }
+
+    /// Asks the engine to stop the transfer (seen at the next turn); it then fails
+    /// with `Interrupted` unless it finished first. Callable from any thread.
+    pub fn cancel(&self) {
+        self.inner.cancel();
+    }
+
+    /// Whether the result is ready.
+    pub fn is_finished(&self) -> bool {
+        self.inner.is_finished()
+    }
+
+    /// Body bytes delivered (see `TransferHandle::progress`).
+    pub fn progress(&self) -> Progress {
+        self.inner.progress()
+    }
+
+    /// The result, if the transfer finished; the handle back otherwise.
+    pub fn try_take(self) -> Result<io::Result<Completed>, LocalHandle> {
+        if self.is_finished() {
+            Ok(self.inner.wait())
+        } else {
+            Err(self)
+        }
+    }
+}
+
+impl Future for LocalHandle {
+    type Output = io::Result<Completed>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.inner).poll(cx)
+    }
+}

@@ -1,0 +1,352 @@
+//! `LocalEngine` on both of its backends (io_uring where this build has it, and the
+//! epoll readiness loop): transfers of every kind byte for byte, timeouts, cancel,
+//! drop with work in flight, handles as futures, the ring's fd in an epoll loop, and
+//! connection ops.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use common::*;
+use ferry_engine::{Backend, Event, LocalEngine, Transfer};
+use std::future::Future;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd};
+use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+/// The backends to test: the readiness loop always; io_uring unless the build has
+/// none or FERRY_BACKEND=blocking asks for the blocking side only.
+fn backends() -> Vec<Backend> {
+    if expected_backend() == Backend::IoUring {
+        vec![Backend::IoUring, Backend::Blocking]
+    } else {
+        eprintln!("LocalEngine io_uring backend not tested in this run (FERRY_BACKEND=blocking or no io_uring in this build)");
+        vec![Backend::Blocking]
+    }
+}
+
+fn ring(b: Backend) -> LocalEngine {
+    let r = LocalEngine::builder().backend(b).build().unwrap();
+    assert_eq!(r.backend(), b);
+    r
+}
+
+#[test]
+fn every_transfer_kind_byte_for_byte() {
+    let _g = serial();
+    for b in backends() {
+        let mut ring = ring(b);
+        for size in [0usize, 4096, 100_000, 5 << 20] {
+            let data = pattern(size, size as u32);
+            let file = Arc::new(file_with(&data));
+            // file → socket with header and trailer
+            let (c, s) = tcp_pair();
+            c.set_nonblocking(true).unwrap();
+            let rx = drain(s);
+            let c = Arc::new(c);
+            let h = ring
+                .submit(
+                    Transfer::new(file.clone(), c.clone())
+                        .src_offset(Some(0))
+                        .header(b"HEAD".to_vec())
+                        .trailer(b"TAIL".to_vec()),
+                )
+                .unwrap();
+            let done = ring.wait(h).unwrap();
+            assert_eq!(done.bytes, size as u64, "{b:?}");
+            c.shutdown(Shutdown::Write).unwrap();
+            let mut want = b"HEAD".to_vec();
+            want.extend_from_slice(&data);
+            want.extend_from_slice(b"TAIL");
+            assert!(rx.join().unwrap() == want, "{b:?} file→socket {size}");
+            // file → pipe
+            let (r, w) = std::io::pipe().unwrap();
+            let rx = drain(r);
+            let h = ring
+                .submit(Transfer::new(file.clone(), Arc::new(w)).src_offset(Some(0)))
+                .unwrap();
+            ring.wait(h).unwrap();
+            assert!(rx.join().unwrap() == data, "{b:?} file→pipe {size}");
+            // file → file
+            let out = Arc::new(tempfile::tempfile().unwrap());
+            let h = ring
+                .submit(Transfer::new(file.clone(), out.clone()).src_offset(Some(0)))
+                .unwrap();
+            ring.wait(h).unwrap();
+            let mut got = Vec::new();
+            (&*out).read_to_end(&mut got).unwrap();
+            assert!(got == data, "{b:?} file→file {size}");
+            // socket → socket
+            let (src, mut src_peer) = tcp_pair();
+            let (dst, dst_peer) = tcp_pair();
+            let rx = drain(dst_peer);
+            let d = data.clone();
+            let tx = std::thread::spawn(move || {
+                src_peer.write_all(&d).unwrap();
+            });
+            let dst = Arc::new(dst);
+            let h = ring
+                .submit(Transfer::new(Arc::new(src), dst.clone()).len(Some(size as u64)))
+                .unwrap();
+            ring.wait(h).unwrap();
+            tx.join().unwrap();
+            dst.shutdown(Shutdown::Write).unwrap();
+            assert!(rx.join().unwrap() == data, "{b:?} socket→socket {size}");
+        }
+    }
+}
+
+#[test]
+fn timeouts_and_cancels() {
+    let _g = serial();
+    for b in backends() {
+        let mut ring = ring(b);
+        let (src, _p1) = tcp_pair();
+        let (dst, _p2) = tcp_pair();
+        let t0 = Instant::now();
+        let h = ring
+            .submit(Transfer::new(Arc::new(src), Arc::new(dst)).timeout(Duration::from_millis(200)))
+            .unwrap();
+        let e = ring.wait(h).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TimedOut, "{b:?}");
+        assert!(t0.elapsed() < Duration::from_secs(2));
+        // Cancel from another thread while the owner waits in turn().
+        let (src, _p1) = tcp_pair();
+        let (dst, _p2) = tcp_pair();
+        let h = ring
+            .submit(Transfer::new(Arc::new(src), Arc::new(dst)))
+            .unwrap();
+        let p = h.progress();
+        let t0 = Instant::now();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(100));
+                h.cancel();
+            });
+            while !p.is_finished() {
+                ring.turn(Some(Duration::from_secs(5))).unwrap();
+                assert!(
+                    t0.elapsed() < Duration::from_secs(3),
+                    "{b:?}: cancel not seen"
+                );
+            }
+        });
+    }
+}
+
+#[test]
+fn dropping_the_ring_with_work_in_flight_frees_everything_after_the_kernel() {
+    let _g = serial();
+    for b in backends() {
+        let base = fd_count();
+        let mut ring = ring(b);
+        let mut weak = Vec::new();
+        let mut keep = Vec::new();
+        for _ in 0..5 {
+            let (src, p1) = tcp_pair();
+            let (dst, p2) = tcp_pair();
+            let src = Arc::new(src);
+            weak.push(Arc::downgrade(&src));
+            ring.submit(Transfer::new(src, Arc::new(dst))).unwrap();
+            keep.push((p1, p2));
+        }
+        ring.turn(Some(Duration::from_millis(20))).unwrap();
+        assert!(
+            weak.iter().all(|w| w.upgrade().is_some()),
+            "freed while in flight"
+        );
+        drop(ring);
+        assert!(
+            weak.iter().all(|w| w.upgrade().is_none()),
+            "{b:?}: kept after drop"
+        );
+        drop(keep);
+        eventually("fds back to baseline", || fd_count() <= base);
+    }
+}
+
+#[derive(Default)]
+struct Count(AtomicUsize);
+impl Wake for Count {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn handles_are_futures_woken_by_turn() {
+    let _g = serial();
+    for b in backends() {
+        let mut ring = ring(b);
+        let (src, mut src_peer) = tcp_pair();
+        let (r, w) = std::io::pipe().unwrap();
+        let rx = drain(r);
+        let h = ring
+            .submit(Transfer::new(Arc::new(src), Arc::new(w)).len(Some(3)))
+            .unwrap();
+        let count = Arc::new(Count::default());
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut fut = pin!(h);
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        src_peer.write_all(b"abc").unwrap();
+        let t0 = Instant::now();
+        while count.0.load(Ordering::SeqCst) == 0 {
+            ring.turn(Some(Duration::from_millis(50))).unwrap();
+            assert!(t0.elapsed() < Duration::from_secs(5), "{b:?}: never woken");
+        }
+        let Poll::Ready(done) = fut.as_mut().poll(&mut cx) else {
+            panic!("woken but not ready");
+        };
+        assert_eq!(done.unwrap().bytes, 3);
+        assert_eq!(rx.join().unwrap(), b"abc");
+    }
+}
+
+#[test]
+fn the_rings_fd_wakes_an_epoll_loop() {
+    let _g = serial();
+    for b in backends() {
+        let mut ring = ring(b);
+        // SAFETY: epoll calls on fds we own, with live event structs.
+        let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        assert!(ep >= 0);
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: 7,
+        };
+        // SAFETY: as above.
+        let r =
+            unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, ring.as_fd().as_raw_fd(), &mut ev) };
+        assert_eq!(r, 0);
+        let (src, mut src_peer) = tcp_pair();
+        let (r, w) = std::io::pipe().unwrap();
+        let rx = drain(r);
+        let h = ring
+            .submit(Transfer::new(Arc::new(src), Arc::new(w)).len(Some(2)))
+            .unwrap();
+        ring.turn(Some(Duration::ZERO)).unwrap(); // submitted; nothing done yet
+        assert!(!h.is_finished());
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            src_peer.write_all(b"hi").unwrap();
+            src_peer
+        });
+        let t0 = Instant::now();
+        while !h.is_finished() {
+            let mut out = [libc::epoll_event { events: 0, u64: 0 }; 4];
+            // SAFETY: `out` has room for 4 events.
+            let n = unsafe { libc::epoll_wait(ep, out.as_mut_ptr(), 4, 3000) };
+            let err = std::io::Error::last_os_error();
+            if n < 0 && err.kind() == ErrorKind::Interrupted {
+                continue; // io_uring task work interrupts sleeping syscalls: retry
+            }
+            assert!(
+                n > 0,
+                "{b:?}: the ring's fd never became readable ({n}, {err})"
+            );
+            ring.turn(Some(Duration::ZERO)).unwrap();
+            assert!(t0.elapsed() < Duration::from_secs(5));
+        }
+        assert_eq!(ring.wait(h).unwrap().bytes, 2);
+        assert_eq!(rx.join().unwrap(), b"hi");
+        // SAFETY: closing the epoll fd we created.
+        unsafe { libc::close(ep) };
+    }
+}
+
+#[test]
+fn accept_recv_send_timeout_close_on_the_ring() {
+    let _g = serial();
+    for b in backends() {
+        let mut ring = ring(b);
+        let listener = Arc::new(TcpListener::bind("127.0.0.1:0").unwrap());
+        let addr = listener.local_addr().unwrap();
+        let acc = ring.accept(listener.clone());
+        let clients: Vec<_> = (0..3)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    let mut c = TcpStream::connect(addr).unwrap();
+                    c.write_all(&[i as u8; 10]).unwrap();
+                    let mut back = [0u8; 10];
+                    c.read_exact(&mut back).unwrap();
+                    assert_eq!(back, [i as u8 + 1; 10]);
+                })
+            })
+            .collect();
+        let timer = ring.timeout(Duration::from_millis(50));
+        let (mut accepted, mut echoed, mut timed) = (0, 0, false);
+        let mut reading = std::collections::HashMap::new();
+        let t0 = Instant::now();
+        while echoed < 3 || !timed {
+            ring.turn(Some(Duration::from_millis(100))).unwrap();
+            let events: Vec<Event> = ring.events().collect();
+            for ev in events {
+                match ev {
+                    Event::Accepted { op, conn } => {
+                        assert_eq!(op, acc);
+                        let s = Arc::new(TcpStream::from(conn.unwrap()));
+                        accepted += 1;
+                        let r = ring.recv(s.clone(), vec![0; 10]);
+                        reading.insert(r, s);
+                    }
+                    Event::Received { buf, result, op } => {
+                        assert_eq!(result.unwrap(), 10);
+                        let s = reading.remove(&op).expect("a recv of ours");
+                        let reply: Vec<u8> = buf.iter().map(|x| x + 1).collect();
+                        ring.send(s, reply);
+                    }
+                    Event::Sent { result, .. } => {
+                        assert_eq!(result.unwrap(), 10);
+                        echoed += 1;
+                    }
+                    Event::Timer { op, result } => {
+                        assert_eq!(op, timer);
+                        result.unwrap();
+                        timed = true;
+                    }
+                    other => panic!("{b:?}: unexpected {other:?}"),
+                }
+            }
+            assert!(t0.elapsed() < Duration::from_secs(10), "{b:?}: stuck");
+        }
+        assert_eq!(accepted, 3);
+        for c in clients {
+            c.join().unwrap();
+        }
+        ring.cancel(acc);
+        let mut ended = false;
+        let t0 = Instant::now();
+        while !ended {
+            ring.turn(Some(Duration::from_millis(50))).unwrap();
+            for ev in ring.events() {
+                if let Event::Accepted { conn: Err(e), .. } = ev {
+                    assert_eq!(e.kind(), ErrorKind::Interrupted);
+                    ended = true;
+                }
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "{b:?}: accept not cancelled"
+            );
+        }
+        let (c, _s) = tcp_pair();
+        let close = ring.close(c.into());
+        let t0 = Instant::now();
+        'outer: loop {
+            ring.turn(Some(Duration::from_millis(50))).unwrap();
+            for ev in ring.events() {
+                if let Event::Closed { op, result } = ev {
+                    assert_eq!(op, close);
+                    result.unwrap();
+                    break 'outer;
+                }
+            }
+            assert!(t0.elapsed() < Duration::from_secs(5));
+        }
+    }
+}
