@@ -13,6 +13,11 @@ fn example(name: &str) -> PathBuf {
 }
 
 fn self_test(name: &str) {
+    self_test_on(name, None);
+}
+
+/// Runs the example with `FERRY_BACKEND` set (or as inherited when `None`).
+fn self_test_on(name: &str, backend: Option<&str>) {
     let path = example(name);
     assert!(
         path.exists(),
@@ -20,7 +25,12 @@ fn self_test(name: &str) {
         path.display()
     );
     let t0 = Instant::now();
-    let out = Command::new(&path).arg("--self-test").output().unwrap();
+    let mut cmd = Command::new(&path);
+    cmd.arg("--self-test");
+    if let Some(b) = backend {
+        cmd.env("FERRY_BACKEND", b);
+    }
+    let out = cmd.output().unwrap();
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{name} failed:\n{text}");
@@ -45,4 +55,23 @@ fn tokio_two_way_proxy() {
 #[test]
 fn mio_event_loop_with_engine() {
     self_test("mio_loop");
+}
+
+/// The echo server and HTTP responder on one `LocalEngine` ring, 200 concurrent
+/// connections, on both of its backends (io_uring unless the run asks for blocking).
+#[cfg(target_os = "linux")]
+#[test]
+fn local_engine_echo_and_http_on_both_backends() {
+    let mut backends = vec!["blocking"];
+    if std::env::var("FERRY_BACKEND").as_deref() != Ok("blocking")
+        && cfg!(not(ferry_force_fallback))
+    {
+        backends.push("io_uring");
+    } else {
+        eprintln!("LocalEngine examples run on the readiness loop only in this run");
+    }
+    for b in backends {
+        self_test_on("local_echo", Some(b));
+        self_test_on("local_http", Some(b));
+    }
 }
