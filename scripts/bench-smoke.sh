@@ -23,7 +23,7 @@ for r in rows:
     assert r["bytes_per_sec"] > 0, r
     assert (r["requests_per_sec"] is None) == (r["scenario"] != "request-response"), r
 methods = {r["method"] for r in rows}
-want = {"read-write", "std-copy", "sendfile", "splice", "engine-uring", "engine-blocking"}
+want = {"read-write", "std-copy", "sendfile", "splice", "engine-uring", "engine-blocking", "engine-local"}
 assert methods == want, f"methods that produced results: {sorted(methods)}; missing {sorted(want - methods)}"
 scen = {r["scenario"] for r in rows}
 assert scen == {"file-to-socket", "socket-to-socket", "request-response", "file-to-file"}, scen

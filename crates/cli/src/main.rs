@@ -40,7 +40,7 @@ struct BenchArgs {
     /// Only these scenarios: file-to-socket, socket-to-socket, request-response, file-to-file.
     #[arg(long, value_parser = parse_scenario)]
     scenario: Vec<Scenario>,
-    /// Only these methods: read-write, std-copy, sendfile, splice, engine-uring, engine-blocking.
+    /// Only these methods: read-write, std-copy, sendfile, splice, engine-uring, engine-blocking, engine-local.
     #[arg(long, value_parser = parse_method)]
     method: Vec<Method>,
     /// Payload sizes (e.g. 4K, 64KiB, 1M, 256MiB).

@@ -144,6 +144,14 @@ where
                 .len(Some(size));
             engine.submit(t)?.wait()?;
         }
+        Method::EngineLocal => {
+            let t = Transfer::new(Arc::new(src.try_clone()?), dst.clone())
+                .src_offset(Some(0))
+                .len(Some(size));
+            let mut ring = ferry_engine::LocalEngine::new()?;
+            let h = ring.submit(t)?;
+            ring.wait(h)?;
+        }
     }
     Ok(())
 }
@@ -297,6 +305,14 @@ pub fn socket_to_socket(
                     Arc::new(outbound.try_clone()?),
                 ))?
                 .wait()?;
+        }
+        Method::EngineLocal => {
+            let mut ring = ferry_engine::LocalEngine::new()?;
+            let h = ring.submit(Transfer::new(
+                Arc::new(inbound.try_clone()?),
+                Arc::new(outbound.try_clone()?),
+            ))?;
+            ring.wait(h)?;
         }
         Method::Sendfile => return Err(fail("sendfile does not apply to socket-to-socket")),
     }

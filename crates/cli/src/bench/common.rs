@@ -15,16 +15,18 @@ pub enum Method {
     Splice,
     EngineUring,
     EngineBlocking,
+    EngineLocal,
 }
 
 impl Method {
-    pub const ALL: [Method; 6] = [
+    pub const ALL: [Method; 7] = [
         Method::ReadWrite,
         Method::StdCopy,
         Method::Sendfile,
         Method::Splice,
         Method::EngineUring,
         Method::EngineBlocking,
+        Method::EngineLocal,
     ];
 
     pub fn name(self) -> &'static str {
@@ -35,6 +37,7 @@ impl Method {
             Method::Splice => "splice",
             Method::EngineUring => "engine-uring",
             Method::EngineBlocking => "engine-blocking",
+            Method::EngineLocal => "engine-local",
         }
     }
 
@@ -43,7 +46,10 @@ impl Method {
     }
 
     pub fn is_ferry(self) -> bool {
-        matches!(self, Method::EngineUring | Method::EngineBlocking)
+        matches!(
+            self,
+            Method::EngineUring | Method::EngineBlocking | Method::EngineLocal
+        )
     }
 }
 

@@ -5,6 +5,7 @@ mod bulk;
 mod common;
 mod report;
 mod rr;
+mod rr_local;
 
 use std::collections::BTreeMap;
 use std::io;

@@ -24,7 +24,7 @@ use super::Engines;
 const HDR: usize = 16;
 const WAKE: Token = Token(usize::MAX);
 
-fn header(size: u64) -> [u8; HDR] {
+pub(super) fn header(size: u64) -> [u8; HDR] {
     let mut h = [0u8; HDR];
     h[..4].copy_from_slice(b"RESP");
     h[4..12].copy_from_slice(&size.to_le_bytes());
@@ -54,7 +54,10 @@ pub fn request_response(
         _ => None,
     };
     std::thread::scope(|s| {
-        let server = s.spawn(|| serve(method, listener, file, size, conns, engine));
+        let server = s.spawn(|| match method {
+            Method::EngineLocal => super::rr_local::serve(listener, file, size, conns),
+            _ => serve(method, listener, file, size, conns, engine),
+        });
         let cpu0 = cpu_time(false);
         let res = client(addr, conns, size, duration, expect);
         let srv = server.join().map_err(|_| fail("server panicked"))?;

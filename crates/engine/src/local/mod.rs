@@ -257,9 +257,17 @@ impl LocalEngine {
     /// One turn: submits everything queued in one enter, waits at most `timeout`
     /// (`None`: until something completes) for a completion, reaps every completion.
     /// Returns how many transfers completed; their handles are ready, and every
-    /// finished op is in [`events`](Self::events).
+    /// finished op is in [`events`](Self::events). While events are waiting to be
+    /// taken, a turn does not sleep.
     pub fn turn(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
         let before = self.events.len();
+        // Events not taken yet (e.g. a transfer finished inline in `submit`): do not
+        // sleep on the kernel while the caller has work waiting.
+        let timeout = if before > 0 {
+            Some(Duration::ZERO)
+        } else {
+            timeout
+        };
         self.exec.turn(timeout, &mut self.events)?;
         Ok(self.events[before..]
             .iter()
