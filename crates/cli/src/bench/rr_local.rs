@@ -33,7 +33,7 @@ pub fn serve(listener: TcpListener, file: Arc<File>, size: u64, n: usize) -> io:
                 .values()
                 .map(|(_, h, _)| h.progress().bytes())
                 .collect();
-            return Err(fail(&format!(
+            return Err(fail(format!(
                 "engine-local server: no event for 10 s (transfers at {stuck:?} bytes, {:?})",
                 ring.stats().in_flight
             )));
