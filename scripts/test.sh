@@ -20,10 +20,12 @@ if [ -d crates/engine ]; then
 fi
 step "clippy + tests with --cfg ferry_force_fallback (portable fallback forced)"
 export RUSTFLAGS="--cfg ferry_force_fallback" RUSTDOCFLAGS="--cfg ferry_force_fallback"
-export CARGO_TARGET_DIR=target/fallback
+# A separate target dir (different cfg), under the caller's CARGO_TARGET_DIR if set.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/fallback"
 cargo clippy --workspace --all-targets -- -D warnings
 FERRY_BACKEND=blocking cargo test --workspace
-unset RUSTFLAGS RUSTDOCFLAGS CARGO_TARGET_DIR
+unset RUSTFLAGS RUSTDOCFLAGS
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR%/fallback}"
 if [ -d crates/cli ]; then
     step "ferry bench --quick (smoke: every method's bytes verified, JSON parses)"
     scripts/bench-smoke.sh
