@@ -388,3 +388,63 @@ fn two_hundred_concurrent_pairs_and_nothing_kept_afterwards() {
         fd_count() <= base
     });
 }
+
+/// Under tokio: a client that resets mid-body fails its transfer with the errno and
+/// the bytes moved; the runtime keeps serving; fds go back to the baseline.
+#[test]
+fn tokio_client_reset_mid_body_is_an_error_with_errno_and_bytes_and_serving_goes_on() {
+    let _g = serial();
+    let engine = Arc::new(engine());
+    let data = pattern(32 << 20, 4);
+    let file = Arc::new(file_with(&data));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let base = fd_count();
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // A client that reads a little, then resets.
+        let bad = std::thread::spawn(move || {
+            let mut c = TcpStream::connect(addr).unwrap();
+            let mut buf = vec![0u8; 1 << 20];
+            c.read_exact(&mut buf).unwrap();
+            reset_on_close(&c);
+        });
+        let (conn, _) = listener.accept().await.unwrap();
+        let h = engine
+            .submit_async(Transfer::new(file.clone(), Arc::new(conn)).src_offset(Some(0)))
+            .await
+            .unwrap();
+        let progress = h.progress();
+        let e = h.cancel_on_drop().await.unwrap_err();
+        bad.join().unwrap();
+        assert_eq!(e.raw_os_error(), Some(libc::EPIPE), "{e}");
+        assert!(progress.bytes() >= 1 << 20 && progress.bytes() < data.len() as u64);
+        // Still serving, on the same runtime.
+        let good = std::thread::spawn(move || {
+            let mut c = TcpStream::connect(addr).unwrap();
+            let mut got = Vec::new();
+            c.read_to_end(&mut got).unwrap();
+            got
+        });
+        let (conn, _) = listener.accept().await.unwrap();
+        let done = engine
+            .submit_async(
+                Transfer::new(file.clone(), Arc::new(conn))
+                    .src_offset(Some(0))
+                    .len(Some(100_000)),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert_eq!(done.bytes, 100_000);
+        assert!(good.join().unwrap() == data[..100_000]);
+    });
+    drop(rt);
+    eventually("fds back to baseline", || {
+        fd_count() <= base + 2 * engine.stats().pipes.idle
+    });
+}
