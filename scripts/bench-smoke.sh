@@ -7,7 +7,14 @@ cd "$(dirname "$0")/.."
 out=target/bench-smoke
 mkdir -p "$out"
 start=$(date +%s)
-cargo run --release -q -p ferry -- bench --quick --json "$out/quick.json" --plot "$out/quick.svg" | tee "$out/quick.txt"
+# Output paths are checked before any work, naming the flag and the path.
+cargo build --release -q -p ferry
+bin="${CARGO_TARGET_DIR:-target}/release/ferry"
+if err=$("$bin" bench --quick --json /nonexistent-dir/x.json 2>&1); then
+    echo "bench accepted an unwritable --json path" >&2; exit 1
+fi
+case "$err" in *"--json /nonexistent-dir/x.json"*) ;; *) echo "bad error: $err" >&2; exit 1 ;; esac
+"$bin" bench --quick --json "$out/quick.json" --plot "$out/quick.svg" | tee "$out/quick.txt"
 echo "bench --quick took $(( $(date +%s) - start ))s (including the release build)" >&2
 python3 - "$out/quick.json" <<'PY'
 import json, sys
@@ -17,9 +24,13 @@ assert isinstance(doc["machine"], dict)
 rows = doc["results"]
 keys = {"scenario", "method", "size", "connections", "runs", "bytes_per_sec",
         "bytes_per_sec_min", "bytes_per_sec_max", "requests_per_sec", "p50_us", "p90_us",
-        "p99_us", "p999_us", "max_us", "cpu_sec_per_gb"}
+        "p99_us", "p999_us", "max_us", "cpu_sec_per_gb",
+        # added: per-run samples, their unit, spread, ratio and verdict against the baseline
+        "samples", "sample_unit", "spread", "ratio_to_baseline", "verdict"}
 for r in rows:
     assert set(r) == keys, sorted(set(r) ^ keys)
+    assert len(r["samples"]) == r["runs"], r
+    assert r["verdict"] in ("win", "tie", "loss", "baseline"), r
     assert r["bytes_per_sec"] > 0, r
     assert (r["requests_per_sec"] is None) == (r["scenario"] != "request-response"), r
 methods = {r["method"] for r in rows}
@@ -27,5 +38,6 @@ want = {"read-write", "std-copy", "sendfile", "splice", "engine-uring", "engine-
 assert methods == want, f"methods that produced results: {sorted(methods)}; missing {sorted(want - methods)}"
 scen = {r["scenario"] for r in rows}
 assert scen == {"file-to-socket", "socket-to-socket", "request-response", "file-to-file"}, scen
+assert "placement" in doc["machine"] and "peers" in doc["machine"], doc["machine"]
 print(f"bench smoke: {len(rows)} result rows, all methods verified, JSON ok")
 PY

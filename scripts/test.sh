@@ -24,6 +24,8 @@ export RUSTFLAGS="--cfg ferry_force_fallback" RUSTDOCFLAGS="--cfg ferry_force_fa
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/fallback"
 cargo clippy --workspace --all-targets -- -D warnings
 FERRY_BACKEND=blocking cargo test --workspace
+# The fallback build is ~1 GB and used only here: removed unless asked to keep it.
+[ "${FERRY_KEEP_FALLBACK_TARGET:-0}" = 1 ] || rm -rf "$CARGO_TARGET_DIR"
 unset RUSTFLAGS RUSTDOCFLAGS
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR%/fallback}"
 if [ -d crates/cli ]; then

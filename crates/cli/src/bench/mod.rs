@@ -1,11 +1,16 @@
-//! `ferry bench`: every method on every case, interleaved (A B C A B C …), verified,
-//! summarised as a table, JSON and an SVG of latency percentiles.
+//! `ferry bench`: every method on every case, interleaved (A B C A B C …), verified;
+//! a header, one table per case printed as soon as it is done, a closing summary,
+//! JSON and an SVG of latency percentiles.
 
 mod bulk;
 mod common;
+mod header;
+mod progress;
 mod report;
 mod rr;
 mod rr_local;
+mod stats;
+mod table;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -13,7 +18,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ferry_engine::{Backend, Engine};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use common::{Checksum, RunResult};
 pub use common::{Method, Scenario};
@@ -29,6 +33,8 @@ pub struct Options {
     pub sizes: Vec<u64>,
     pub connections: Vec<usize>,
     pub runs: Option<usize>,
+    /// Run the request-response server and load generator on different CPUs.
+    pub pin: bool,
 }
 
 /// The two engines, built once; an engine that cannot be built is a reason string.
@@ -91,6 +97,33 @@ fn cases(o: &Options) -> Vec<Case> {
 
 /// Runs the benchmark and prints/writes the reports.
 pub fn run(o: &Options) -> io::Result<()> {
+    // Outputs are checked before any work: a bad path fails in a second, not after
+    // minutes, and names the flag.
+    if let Some(p) = &o.json {
+        report::check_writable("--json", p)?;
+    }
+    if let Some(p) = &o.plot {
+        if p.extension().and_then(|e| e.to_str()) != Some("svg") {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("--plot {}: the file name must end in .svg", p.display()),
+            ));
+        }
+        if !o.scenarios.contains(&Scenario::RequestResponse) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "--plot: needs the request-response scenario (latency curves)",
+            ));
+        }
+        report::check_writable("--plot", p)?;
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if o.pin && cpus < 2 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "--pin: needs at least 2 CPUs",
+        ));
+    }
     let runs = o.runs.unwrap_or(if o.quick { 2 } else { 3 }).max(1);
     let rr_time = if o.quick {
         Duration::from_millis(250)
@@ -114,21 +147,54 @@ pub fn run(o: &Options) -> io::Result<()> {
             .build()
             .map_err(|e| e.to_string()),
     };
-    let cases = cases(o);
-    let total = cases.len() * runs * o.methods.len();
-    let bar = ProgressBar::new(total as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    let local = ferry_engine::LocalEngine::new()
+        .map(|r| match r.fallback_reason() {
+            Some(why) => format!("epoll readiness loop ({why})"),
+            None => format!("{:?} ring on the server's thread", r.backend()),
+        })
+        .unwrap_or_else(|e| format!("unavailable: {e}"));
+    let placement = if o.pin {
+        "request-response server on CPU 0, load generator on CPU 1 (bulk scenarios unpinned)".into()
+    } else {
+        "unpinned (--pin puts the request-response server and load generator on different CPUs)"
+            .into()
+    };
+    let ctx = header::Context::gather(
+        vec![
+            (
+                "engine-uring",
+                match &engines.uring {
+                    Ok(_) => "io_uring rings (Engine)".into(),
+                    Err(e) => e.clone(),
+                },
+            ),
+            (
+                "engine-blocking",
+                match &engines.blocking {
+                    Ok(_) => "blocking syscall threads (Engine)".into(),
+                    Err(e) => e.clone(),
+                },
+            ),
+            ("engine-local", local),
+        ],
+        placement,
     );
+    ctx.print();
+    table::print_legend(runs);
+    let cases = cases(o);
+    let mut progress = progress::Progress::new(cases.len() * runs * o.methods.len());
     let mut results: Vec<(Case, BTreeMap<Method, MethodOutcome>)> = Vec::new();
+    let mut summaries = Vec::new();
     let mut files: BTreeMap<u64, (PathBuf, Checksum)> = BTreeMap::new();
     for case in &cases {
         let data = if case.scenario == Scenario::SocketToSocket {
             None
         } else {
             if let std::collections::btree_map::Entry::Vacant(slot) = files.entry(case.size) {
-                bar.set_message(format!("writing {} bytes of test data", case.size));
+                progress.note(&format!(
+                    "writing {} of test data",
+                    table::size_name(case.size)
+                ));
                 let p = dir.path().join(format!("data-{}", case.size));
                 common::make_file(&p, case.size, case.size)?;
                 let sum = Checksum::of_file(&p, 0, case.size)?;
@@ -158,15 +224,12 @@ pub fn run(o: &Options) -> io::Result<()> {
         for run in 0..runs {
             let verify = run == 0;
             for &m in &o.methods {
-                bar.set_message(format!(
-                    "{} {} {}B x{} run {}",
-                    case.scenario.name(),
+                progress.step(&format!(
+                    "{}: {} run {}/{runs}",
+                    table::case_name(case),
                     m.name(),
-                    case.size,
-                    case.connections,
                     run + 1
                 ));
-                bar.inc(1);
                 let Some(MethodOutcome::Ran(v)) = per.get_mut(&m) else {
                     continue;
                 };
@@ -202,6 +265,7 @@ pub fn run(o: &Options) -> io::Result<()> {
                         rr_time,
                         &engines,
                         expect,
+                        o.pin,
                     ),
                 };
                 match r {
@@ -212,7 +276,7 @@ pub fn run(o: &Options) -> io::Result<()> {
                             || e.to_string().contains("differ")
                             || e.to_string().contains("arrived") =>
                     {
-                        bar.abandon();
+                        progress.finish();
                         return Err(io::Error::new(
                             io::ErrorKind::InvalidData,
                             format!(
@@ -230,26 +294,30 @@ pub fn run(o: &Options) -> io::Result<()> {
                 }
             }
         }
+        let rows = stats::summarise_case(*case, &per);
+        progress.suspend(|| table::print_case(case, &rows, &per, runs));
+        summaries.extend(rows);
         results.push((*case, per));
     }
-    bar.finish_and_clear();
-    let summaries = report::summarise(&results);
-    report::print_tables(&results, &summaries, runs);
-    if let Some(reason) = engines
-        .uring
-        .as_ref()
-        .err()
-        .filter(|_| o.methods.contains(&Method::EngineUring))
-    {
-        println!("note: engine-uring unavailable: {reason}");
-    }
+    progress.finish();
+    table::print_summary(&summaries, &cases);
+    // The two outputs are independent: one failing does not skip the other.
+    let mut failed = Vec::new();
     if let Some(path) = &o.json {
-        report::write_json(path, &summaries, &results)?;
-        println!("wrote {}", path.display());
+        match report::write_json(path, ctx.json(), &summaries, &results) {
+            Ok(()) => println!("wrote {}", path.display()),
+            Err(e) => failed.push(format!("--json {}: {e}", path.display())),
+        }
     }
     if let Some(path) = &o.plot {
-        report::write_plot(path, &results)?;
-        println!("wrote {}", path.display());
+        match report::write_plot(path, &results) {
+            Ok(()) => println!("wrote {}", path.display()),
+            Err(e) => failed.push(format!("--plot {}: {e}", path.display())),
+        }
     }
-    Ok(())
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(io::Error::other(failed.join("; ")))
+    }
 }

@@ -1,209 +1,53 @@
-//! Summaries (medians over runs, merged histograms), the table, JSON and the SVG plot.
+//! The files `ferry bench` writes: `--json` (the documented shape plus per-run
+//! samples, spread and verdict) and `--plot` (SVG latency percentile curves), and the
+//! up-front check that both can be written.
 
 use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
 
-use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
-use super::common::{new_hist, Method, Scenario};
+use super::common::{Method, Scenario};
+use super::stats::{merged, Summary};
+use super::table::size_name;
 use super::{Case, MethodOutcome};
 
-/// One row: a method on a case.
-#[derive(Debug, Clone)]
-pub struct Summary {
-    pub case: Case,
-    pub method: Method,
-    pub runs: usize,
-    pub bytes_per_sec: f64,
-    pub bytes_per_sec_min: f64,
-    pub bytes_per_sec_max: f64,
-    pub requests_per_sec: Option<f64>,
-    pub p50_us: u64,
-    pub p90_us: u64,
-    pub p99_us: u64,
-    pub p999_us: u64,
-    pub max_us: u64,
-    pub cpu_sec_per_gb: f64,
-    /// Throughput (req/s where it applies) over the best non-ferry method's.
-    pub ratio: Option<f64>,
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n == 0 {
-        0.0
-    } else if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-fn merged(outcome: &MethodOutcome) -> Option<Histogram<u64>> {
-    let MethodOutcome::Ran(runs) = outcome else {
-        return None;
+/// Checks before any work that `path` (given with `flag`) can be written: its
+/// directory exists and a file can be created there. Errors name the flag and path.
+pub fn check_writable(flag: &str, path: &Path) -> io::Result<()> {
+    let fail = |why: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{flag} {}: {why}", path.display()),
+        )
     };
-    let mut h = new_hist();
-    for r in runs {
-        h.add(&r.hist).ok()?;
+    if path.is_dir() {
+        return Err(fail("is a directory".into()));
     }
-    Some(h)
-}
-
-pub fn summarise(results: &[(Case, BTreeMap<Method, MethodOutcome>)]) -> Vec<Summary> {
-    let mut out = Vec::new();
-    for (case, per) in results {
-        let mut rows = Vec::new();
-        for (&method, outcome) in per {
-            let MethodOutcome::Ran(runs) = outcome else {
-                continue;
-            };
-            if runs.is_empty() {
-                continue;
-            }
-            let bps: Vec<f64> = runs.iter().map(|r| r.bytes as f64 / r.secs).collect();
-            let h = merged(outcome).unwrap_or_else(new_hist);
-            rows.push(Summary {
-                case: *case,
-                method,
-                runs: runs.len(),
-                bytes_per_sec: median(bps.clone()),
-                bytes_per_sec_min: bps.iter().copied().fold(f64::INFINITY, f64::min),
-                bytes_per_sec_max: bps.iter().copied().fold(0.0, f64::max),
-                requests_per_sec: runs[0].requests.map(|_| {
-                    median(
-                        runs.iter()
-                            .map(|r| r.requests.unwrap_or(0) as f64 / r.secs)
-                            .collect(),
-                    )
-                }),
-                p50_us: h.value_at_quantile(0.5),
-                p90_us: h.value_at_quantile(0.9),
-                p99_us: h.value_at_quantile(0.99),
-                p999_us: h.value_at_quantile(0.999),
-                max_us: h.max(),
-                cpu_sec_per_gb: median(
-                    runs.iter()
-                        .map(|r| r.cpu_secs / (r.bytes.max(1) as f64 / 1e9))
-                        .collect(),
-                ),
-                ratio: None,
-            });
-        }
-        let metric = |s: &Summary| s.requests_per_sec.unwrap_or(s.bytes_per_sec);
-        let best = rows
-            .iter()
-            .filter(|s| !s.method.is_ferry())
-            .map(metric)
-            .fold(0.0, f64::max);
-        for s in &mut rows {
-            if best > 0.0 {
-                s.ratio = Some(metric(s) / best);
-            }
-        }
-        out.extend(rows);
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(fail(format!("directory {} does not exist", dir.display())));
     }
-    out
-}
-
-fn human_bytes(b: f64) -> String {
-    if b >= 1e9 {
-        format!("{:.2} GB/s", b / 1e9)
-    } else if b >= 1e6 {
-        format!("{:.1} MB/s", b / 1e6)
-    } else {
-        format!("{:.0} kB/s", b / 1e3)
+    let existed = path.exists();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| fail(format!("cannot be written: {e}")))?;
+    if !existed {
+        let _ = std::fs::remove_file(path);
     }
-}
-
-fn size_name(b: u64) -> String {
-    match b {
-        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
-        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
-        b => format!("{b} B"),
-    }
-}
-
-pub fn print_tables(
-    results: &[(Case, BTreeMap<Method, MethodOutcome>)],
-    sums: &[Summary],
-    runs: usize,
-) {
-    for (case, per) in results {
-        println!(
-            "\n{}  size {}  connections {}  runs {runs}",
-            case.scenario.name(),
-            size_name(case.size),
-            case.connections
-        );
-        println!(
-            "  {:<16} {:>11} {:>21} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7}",
-            "method",
-            "throughput",
-            "min-max",
-            "req/s",
-            "p50 us",
-            "p90 us",
-            "p99 us",
-            "p99.9",
-            "max us",
-            "CPU s/GB",
-            "vs best"
-        );
-        for s in sums.iter().filter(|s| s.case == *case) {
-            println!(
-                "  {:<16} {:>11} {:>21} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9.3} {:>7}",
-                s.method.name(),
-                human_bytes(s.bytes_per_sec),
-                format!(
-                    "{}-{}",
-                    human_bytes(s.bytes_per_sec_min)
-                        .replace(" GB/s", "")
-                        .replace(" MB/s", "M"),
-                    human_bytes(s.bytes_per_sec_max)
-                ),
-                s.requests_per_sec.map_or("-".into(), |r| format!("{r:.0}")),
-                s.p50_us,
-                s.p90_us,
-                s.p99_us,
-                s.p999_us,
-                s.max_us,
-                s.cpu_sec_per_gb,
-                s.ratio.map_or("-".into(), |r| format!("{r:.2}x")),
-            );
-        }
-        for (m, o) in per {
-            if let MethodOutcome::Skipped(why) = o {
-                println!("  {:<16} not run: {why}", m.name());
-            }
-        }
-    }
-}
-
-fn machine() -> Value {
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split(':').nth(1))
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
-    json!({
-        "os": std::env::consts::OS,
-        "arch": std::env::consts::ARCH,
-        "kernel": kernel.trim(),
-        "cpus": std::thread::available_parallelism().map_or(1, |n| n.get()),
-        "cpu_model": cpu,
-        "ferry_version": env!("CARGO_PKG_VERSION"),
-    })
+    Ok(())
 }
 
 pub fn write_json(
     path: &Path,
+    machine: Value,
     sums: &[Summary],
     results: &[(Case, BTreeMap<Method, MethodOutcome>)],
 ) -> io::Result<()> {
@@ -215,7 +59,7 @@ pub fn write_json(
                 "method": s.method.name(),
                 "size": s.case.size,
                 "connections": s.case.connections,
-                "runs": s.runs,
+                "runs": s.samples.len(),
                 "bytes_per_sec": s.bytes_per_sec,
                 "bytes_per_sec_min": s.bytes_per_sec_min,
                 "bytes_per_sec_max": s.bytes_per_sec_max,
@@ -226,10 +70,15 @@ pub fn write_json(
                 "p999_us": s.p999_us,
                 "max_us": s.max_us,
                 "cpu_sec_per_gb": s.cpu_sec_per_gb,
+                "samples": s.samples,
+                "sample_unit": if s.requests_per_sec.is_some() { "requests/s" } else { "bytes/s" },
+                "spread": s.spread,
+                "ratio_to_baseline": s.ratio,
+                "verdict": s.verdict.map(|v| v.name()),
             })
         })
         .collect();
-    let mut m = machine();
+    let mut m = machine;
     let skipped: Vec<String> = results
         .iter()
         .flat_map(|(c, per)| {
@@ -346,4 +195,26 @@ pub fn write_plot(
     }
     root.present().map_err(io::Error::other)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_writable;
+    use std::path::Path;
+
+    #[test]
+    fn output_paths_are_checked_up_front_naming_the_flag_and_path() {
+        let e = check_writable("--json", Path::new("/nonexistent-dir/x.json")).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(
+            e.to_string().starts_with("--json /nonexistent-dir/x.json:"),
+            "{e}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let e = check_writable("--plot", dir.path()).unwrap_err();
+        assert!(e.to_string().contains("is a directory"), "{e}");
+        let ok = dir.path().join("out.json");
+        check_writable("--json", &ok).unwrap();
+        assert!(!ok.exists(), "the check leaves no file behind");
+    }
 }

@@ -36,6 +36,7 @@ fn would_block(e: &io::Error) -> bool {
 }
 
 /// One benchmark run: `conns` connections for `duration`.
+#[allow(clippy::too_many_arguments)] // one call site, each argument a separate knob
 pub fn request_response(
     method: Method,
     path: &std::path::Path,
@@ -44,6 +45,7 @@ pub fn request_response(
     duration: Duration,
     engines: &Engines,
     expect: Option<Checksum>,
+    pin: bool,
 ) -> io::Result<RunResult> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
@@ -54,12 +56,25 @@ pub fn request_response(
         _ => None,
     };
     std::thread::scope(|s| {
-        let server = s.spawn(|| match method {
-            Method::EngineLocal => super::rr_local::serve(listener, file, size, conns),
-            _ => serve(method, listener, file, size, conns, engine),
+        let server = s.spawn(|| {
+            if pin {
+                pin_to_cpu(0)?;
+            }
+            match method {
+                Method::EngineLocal => super::rr_local::serve(listener, file, size, conns),
+                _ => serve(method, listener, file, size, conns, engine),
+            }
         });
         let cpu0 = cpu_time(false);
-        let res = client(addr, conns, size, duration, expect);
+        let res = s
+            .spawn(|| {
+                if pin {
+                    pin_to_cpu(1)?;
+                }
+                client(addr, conns, size, duration, expect)
+            })
+            .join()
+            .map_err(|_| fail("client panicked"))?;
         let srv = server.join().map_err(|_| fail("server panicked"))?;
         let cpu_total = (cpu_time(false) - cpu0).as_secs_f64();
         let mut r = res?;
@@ -448,4 +463,18 @@ fn client(
         hist,
         cpu_secs: cpu,
     })
+}
+
+/// Pins the calling thread to one CPU (`--pin`).
+fn pin_to_cpu(cpu: usize) -> io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes inside it, and
+    // sched_setaffinity reads `size_of` bytes of it for the calling thread (0).
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,236 @@
+//! What the numbers of one case say: medians over the interleaved runs, the spread of
+//! each method, the baseline (the best syscall method, named), and whether a method
+//! really differs from it — a win or a loss only when the run-to-run ranges do not
+//! overlap, a tie otherwise.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+
+use super::common::{new_hist, Method};
+use super::{Case, MethodOutcome};
+
+/// How a method compares with the baseline of its case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every run beat every baseline run.
+    Win,
+    /// The ranges overlap: within this machine's noise.
+    Tie,
+    /// Every run lost to every baseline run.
+    Loss,
+    /// This is the baseline.
+    Baseline,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Win => "win",
+            Verdict::Tie => "tie",
+            Verdict::Loss => "loss",
+            Verdict::Baseline => "baseline",
+        }
+    }
+}
+
+/// One row: a method on a case.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub case: Case,
+    pub method: Method,
+    /// The per-run figure compared across methods: req/s for request-response,
+    /// bytes/s otherwise.
+    pub samples: Vec<f64>,
+    pub bytes_per_sec: f64,
+    pub bytes_per_sec_min: f64,
+    pub bytes_per_sec_max: f64,
+    pub requests_per_sec: Option<f64>,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+    /// Latency samples in the merged histogram (percentiles are shown only with
+    /// enough of them).
+    pub latency_samples: u64,
+    pub cpu_sec_per_gb: f64,
+    /// (max − min) / median of `samples`: how noisy this method was here.
+    pub spread: f64,
+    /// Median over the baseline's median.
+    pub ratio: Option<f64>,
+    pub verdict: Option<Verdict>,
+}
+
+impl Summary {
+    /// The median of the compared figure.
+    pub fn metric(&self) -> f64 {
+        median(self.samples.clone())
+    }
+}
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn min(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+fn max(v: &[f64]) -> f64 {
+    v.iter().copied().fold(0.0, f64::max)
+}
+
+pub fn merged(outcome: &MethodOutcome) -> Option<Histogram<u64>> {
+    let MethodOutcome::Ran(runs) = outcome else {
+        return None;
+    };
+    let mut h = new_hist();
+    for r in runs {
+        h.add(&r.hist).ok()?;
+    }
+    Some(h)
+}
+
+/// The baseline methods: plain syscall loops, not ferry-engine.
+pub fn is_baseline_candidate(m: Method) -> bool {
+    matches!(
+        m,
+        Method::ReadWrite | Method::StdCopy | Method::Sendfile | Method::Splice
+    )
+}
+
+/// The rows of one case, with the baseline chosen and every verdict set.
+pub fn summarise_case(case: Case, per: &BTreeMap<Method, MethodOutcome>) -> Vec<Summary> {
+    let mut rows = Vec::new();
+    for (&method, outcome) in per {
+        let MethodOutcome::Ran(runs) = outcome else {
+            continue;
+        };
+        if runs.is_empty() {
+            continue;
+        }
+        let bps: Vec<f64> = runs.iter().map(|r| r.bytes as f64 / r.secs).collect();
+        let rps: Option<Vec<f64>> = runs[0].requests.map(|_| {
+            runs.iter()
+                .map(|r| r.requests.unwrap_or(0) as f64 / r.secs)
+                .collect()
+        });
+        let samples = rps.clone().unwrap_or_else(|| bps.clone());
+        let h = merged(outcome).unwrap_or_else(new_hist);
+        let mid = median(samples.clone());
+        rows.push(Summary {
+            case,
+            method,
+            spread: if mid > 0.0 {
+                (max(&samples) - min(&samples)) / mid
+            } else {
+                0.0
+            },
+            samples,
+            bytes_per_sec: median(bps.clone()),
+            bytes_per_sec_min: min(&bps),
+            bytes_per_sec_max: max(&bps),
+            requests_per_sec: rps.map(median),
+            p50_us: h.value_at_quantile(0.5),
+            p90_us: h.value_at_quantile(0.9),
+            p99_us: h.value_at_quantile(0.99),
+            p999_us: h.value_at_quantile(0.999),
+            max_us: h.max(),
+            latency_samples: h.len(),
+            cpu_sec_per_gb: median(
+                runs.iter()
+                    .map(|r| r.cpu_secs / (r.bytes.max(1) as f64 / 1e9))
+                    .collect(),
+            ),
+            ratio: None,
+            verdict: None,
+        });
+    }
+    let base = rows
+        .iter()
+        .filter(|s| is_baseline_candidate(s.method))
+        .max_by(|a, b| a.metric().total_cmp(&b.metric()))
+        .map(|s| (s.method, s.metric(), min(&s.samples), max(&s.samples)));
+    if let Some((bm, bmid, bmin, bmax)) = base {
+        for s in &mut rows {
+            s.ratio = (bmid > 0.0).then(|| s.metric() / bmid);
+            s.verdict = Some(if s.method == bm {
+                Verdict::Baseline
+            } else if min(&s.samples) > bmax {
+                Verdict::Win
+            } else if max(&s.samples) < bmin {
+                Verdict::Loss
+            } else {
+                Verdict::Tie
+            });
+        }
+    }
+    rows
+}
+
+/// The baseline row of a case's rows.
+pub fn baseline(rows: &[Summary]) -> Option<&Summary> {
+    rows.iter().find(|s| s.verdict == Some(Verdict::Baseline))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::common::{RunResult, Scenario};
+
+    fn run(bytes: u64, secs: f64) -> RunResult {
+        RunResult {
+            bytes,
+            secs,
+            requests: None,
+            hist: new_hist(),
+            cpu_secs: 0.1,
+        }
+    }
+
+    #[test]
+    fn verdicts_need_ranges_that_do_not_overlap_and_the_baseline_is_a_syscall_method() {
+        let case = Case {
+            scenario: Scenario::FileToSocket,
+            size: 1000,
+            connections: 1,
+        };
+        let mut per = BTreeMap::new();
+        per.insert(
+            Method::Sendfile,
+            MethodOutcome::Ran(vec![run(100, 1.0), run(110, 1.0), run(90, 1.0)]),
+        );
+        per.insert(
+            Method::Splice,
+            MethodOutcome::Ran(vec![run(80, 1.0), run(85, 1.0), run(82, 1.0)]),
+        );
+        // Faster than everything, but an engine: never the baseline.
+        per.insert(
+            Method::EngineUring,
+            MethodOutcome::Ran(vec![run(120, 1.0), run(130, 1.0), run(125, 1.0)]),
+        );
+        per.insert(
+            Method::EngineBlocking,
+            MethodOutcome::Ran(vec![run(95, 1.0), run(115, 1.0), run(105, 1.0)]),
+        );
+        per.insert(Method::EngineLocal, MethodOutcome::Skipped("x".into()));
+        let rows = summarise_case(case, &per);
+        let v = |m: Method| rows.iter().find(|s| s.method == m).unwrap();
+        assert_eq!(baseline(&rows).unwrap().method, Method::Sendfile);
+        assert_eq!(v(Method::EngineUring).verdict, Some(Verdict::Win));
+        assert_eq!(v(Method::EngineBlocking).verdict, Some(Verdict::Tie));
+        assert_eq!(v(Method::Splice).verdict, Some(Verdict::Loss));
+        assert!((v(Method::EngineUring).ratio.unwrap() - 1.25).abs() < 1e-9);
+        assert!((v(Method::Sendfile).spread - 0.2).abs() < 1e-9);
+        assert_eq!(rows.len(), 4);
+    }
+}

@@ -1,0 +1,155 @@
+//! What `ferry bench` prints on stdout: a header (machine, backends, placement,
+//! peers), a legend, one table per case as soon as it is done, and a closing summary.
+
+use std::collections::BTreeMap;
+
+use super::common::{Method, Scenario};
+use super::stats::{baseline, Summary, Verdict};
+use super::{Case, MethodOutcome};
+
+/// Percentiles need this many latency samples to mean anything (p99.9 of fewer is
+/// the maximum).
+const MIN_LATENCY_SAMPLES: u64 = 1000;
+
+pub fn size_name(b: u64) -> String {
+    match b {
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
+        b => format!("{b} B"),
+    }
+}
+
+pub fn case_name(c: &Case) -> String {
+    match c.scenario {
+        Scenario::RequestResponse => format!(
+            "{} {} x{}",
+            c.scenario.name(),
+            size_name(c.size),
+            c.connections
+        ),
+        _ => format!("{} {}", c.scenario.name(), size_name(c.size)),
+    }
+}
+
+pub fn print_legend(runs: usize) {
+    println!(
+        "How to read the tables: each method runs {runs} times, interleaved with the others\n\
+         (A B C … A B C …), every byte verified on the first run.\n\
+         \x20 median, min-max   the per-run figure: GB/s (bulk) or req/s (request-response)\n\
+         \x20 spread            (max - min) / median: how noisy that method was here\n\
+         \x20 CPU s/GB          CPU seconds of the method's threads per GB moved (less noisy)\n\
+         \x20 vs base           median / the baseline's median; baseline = the best of the\n\
+         \x20                   syscall methods read-write, std-copy, sendfile, splice\n\
+         \x20 verdict           win or loss only when every run beat (or lost to) every\n\
+         \x20                   baseline run; otherwise tie (a difference within the noise)\n\
+         \x20 p50 … max µs      request latency, request to last byte (request-response only;\n\
+         \x20                   \"-\" when there were too few requests for that percentile)"
+    );
+}
+
+fn gbs(b: f64) -> String {
+    format!("{:.2}", b / 1e9)
+}
+
+fn pct(s: &Summary, p: u64) -> String {
+    if s.latency_samples >= MIN_LATENCY_SAMPLES {
+        p.to_string()
+    } else {
+        "-".into()
+    }
+}
+
+/// One case's table, printed as soon as the case is done.
+pub fn print_case(
+    case: &Case,
+    rows: &[Summary],
+    per: &BTreeMap<Method, MethodOutcome>,
+    runs: usize,
+) {
+    let base = baseline(rows).map_or("none ran".to_string(), |b| b.method.name().to_string());
+    println!("\n{}  ({runs} runs, baseline: {base})", case_name(case));
+    let rr = case.scenario == Scenario::RequestResponse;
+    if rr {
+        println!(
+            "  {:<16} {:>10} {:>19} {:>6} {:>8} {:>7} {:>7} {:>8} {:>7} {:>8} {:>7}  verdict",
+            "method",
+            "req/s",
+            "min-max req/s",
+            "spread",
+            "MB/s",
+            "p50 µs",
+            "p99 µs",
+            "p99.9 µs",
+            "max µs",
+            "CPU s/GB",
+            "vs base"
+        );
+    } else {
+        println!(
+            "  {:<16} {:>10} {:>15} {:>6} {:>8} {:>7}  verdict",
+            "method", "GB/s", "min-max GB/s", "spread", "CPU s/GB", "vs base"
+        );
+    }
+    for s in rows {
+        let ratio = s.ratio.map_or("-".into(), |r| format!("{r:.2}x"));
+        let verdict = s.verdict.map_or("-", Verdict::name);
+        let spread = format!("{:.0}%", s.spread * 100.0);
+        if rr {
+            let lo = s.samples.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = s.samples.iter().copied().fold(0.0, f64::max);
+            println!(
+                "  {:<16} {:>10.0} {:>19} {:>6} {:>8.1} {:>7} {:>7} {:>8} {:>7} {:>8.3} {:>7}  {verdict}",
+                s.method.name(),
+                s.requests_per_sec.unwrap_or(0.0),
+                format!("{lo:.0}-{hi:.0}"),
+                spread,
+                s.bytes_per_sec / 1e6,
+                pct(s, s.p50_us),
+                pct(s, s.p99_us),
+                pct(s, s.p999_us),
+                s.max_us,
+                s.cpu_sec_per_gb,
+                ratio,
+            );
+        } else {
+            println!(
+                "  {:<16} {:>10} {:>15} {:>6} {:>8.3} {:>7}  {verdict}",
+                s.method.name(),
+                gbs(s.bytes_per_sec),
+                format!("{}-{}", gbs(s.bytes_per_sec_min), gbs(s.bytes_per_sec_max)),
+                spread,
+                s.cpu_sec_per_gb,
+                ratio,
+            );
+        }
+    }
+    for (m, o) in per {
+        if let MethodOutcome::Skipped(why) = o {
+            println!("  {:<16} not run: {why}", m.name());
+        }
+    }
+}
+
+/// One line per case: ferry's best method against the baseline.
+pub fn print_summary(all: &[Summary], cases: &[Case]) {
+    println!("\nSummary: ferry's best method per case, against that case's baseline");
+    for c in cases {
+        let rows: Vec<&Summary> = all.iter().filter(|s| s.case == *c).collect();
+        let base = rows.iter().find(|s| s.verdict == Some(Verdict::Baseline));
+        let best = rows
+            .iter()
+            .filter(|s| s.method.is_ferry())
+            .max_by(|a, b| a.metric().total_cmp(&b.metric()));
+        match (best, base) {
+            (Some(b), Some(base)) => println!(
+                "  {:<34} {:<16} {:>6} vs {:<10} {}",
+                case_name(c),
+                b.method.name(),
+                b.ratio.map_or("-".into(), |r| format!("{r:.2}x")),
+                base.method.name(),
+                b.verdict.map_or("-", Verdict::name)
+            ),
+            _ => println!("  {:<34} no comparison (a side did not run)", case_name(c)),
+        }
+    }
+}
