@@ -25,9 +25,9 @@ enum Command {
     /// Side-by-side benchmark of ferry against plain syscall loops on built-in data.
     ///
     /// Four scenarios over loopback (file → socket, socket → socket, request-response,
-    /// file → file), every method run interleaved with the others and every byte
-    /// verified. The default run takes about 4 minutes on 2 CPUs (3 runs), --quick
-    /// about 30 s. A header says what machine and backends ran; each case's table
+    /// file → file), every method run interleaved with the others, every byte
+    /// verified on an untimed first run. The default run (3 timed runs) takes about
+    /// 3 minutes on 2 CPUs, --quick about 20 s. A header says what machine and backends ran; each case's table
     /// appears as soon as it is done; its columns: median and min-max of the per-run
     /// figure (GB/s, or req/s for request-response), spread = (max - min) / median,
     /// CPU seconds per GB, the ratio to the baseline (the best of read-write,
