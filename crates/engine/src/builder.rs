@@ -1,15 +1,11 @@
 //! `EngineBuilder`: the settings, and the choice of executor.
 
 use std::io;
-use std::sync::Arc;
-
-use ferry_pipes::{PipePool, PoolConfig};
 
 use crate::backend::blocking::Blocking;
 use crate::backend::{Config, Ctx, Executor};
 use crate::backend_kind::Backend;
 use crate::engine::Engine;
-use crate::stats::Recorder;
 
 /// Builds an [`Engine`]; from [`Engine::builder`].
 #[derive(Debug, Clone)]
@@ -105,16 +101,7 @@ impl EngineBuilder {
     /// kernel's error); `Backend::Auto` then falls back to blocking and says so in
     /// [`Engine::fallback_reason`].
     pub fn build(self) -> io::Result<Engine> {
-        let pool = PipePool::new(PoolConfig {
-            capacity: self.pipe_pool_capacity,
-            pipe_size: self.pipe_size,
-            nonblocking: true,
-        })?;
-        let ctx = Ctx {
-            recorder: Arc::new(Recorder::default()),
-            pool,
-            config: self.config.clone(),
-        };
+        let ctx = Ctx::new(self.config.clone(), self.pipe_size, self.pipe_pool_capacity)?;
         let mut fallback_reason = None;
         let blocking = |ctx: Ctx| -> io::Result<Box<dyn Executor>> {
             let n = ctx.config.threads.max(1) * 4;

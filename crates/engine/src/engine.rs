@@ -8,15 +8,12 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use crate::backend::{Ctx, Executor};
 use crate::backend_kind::Backend;
 use crate::gate::{Gate, Refused};
 use crate::group::Group;
 use crate::handle::{Slot, TransferHandle};
-use crate::job::Job;
-use crate::plan::Plan;
 use crate::proxy::{Proxy, ProxyHandle};
 use crate::resolve::{resolve, FdCache, Resolved};
 use crate::stats::EngineStats;
@@ -160,7 +157,6 @@ impl Engine {
     /// Runs a resolved transfer whose gate slot is taken: the inline attempt, else an
     /// executor.
     fn start(&self, t: Transfer, r: &Resolved, group: Option<Arc<Group>>) -> TransferHandle {
-        let submitted = Instant::now();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (gate, rec) = (self.gate.clone(), self.ctx.recorder.clone());
         rec.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -184,38 +180,10 @@ impl Engine {
                 }),
             );
         }
-        let mut caps = self.exec.caps(r.kind);
-        let small = self.ctx.config.small_threshold;
-        caps.zero_copy_small = crate::inline::zero_copy_ok(&t, r, small);
-        let plan = Plan::new(r, t.header, t.trailer, caps, small);
-        let mut job = Job::new(
-            id,
-            r.kind,
-            (r.src_kind, r.dst_kind),
-            plan,
-            (t.src, t.dst),
-            t.timeout.map(|d| submitted + d),
-            submitted,
-            slot.clone(),
-        );
-        job.idle = t.idle;
-        job.half_close = t.half_close;
-        job.small = r.src_kind == crate::resolve::FdKind::File
-            && match (r.len, r.src_avail) {
-                (Some(l), a) => l.min(a.unwrap_or(l)) <= small,
-                (None, a) => a.is_some_and(|a| a <= small),
-            };
-        let rec = &self.ctx.recorder;
-        if crate::inline::eligible(&job) {
-            if crate::inline::attempt(&mut job, &self.ctx.pool) {
-                rec.inline_done.fetch_add(1, Ordering::Relaxed);
-                job.finish(rec);
-                return TransferHandle::new(slot);
-            }
-            rec.inline_handoff.fetch_add(1, Ordering::Relaxed);
+        let job = crate::inline::prepare(t, r, slot.clone(), self.exec.caps(r.kind), &self.ctx);
+        if let Some(job) = crate::inline::or_hand_over(job, &self.ctx) {
+            self.exec.submit(job);
         }
-        job.own_streams();
-        self.exec.submit(job);
         TransferHandle::new(slot)
     }
 

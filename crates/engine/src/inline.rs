@@ -13,15 +13,63 @@
 //!   behind the header, then one `send(MSG_DONTWAIT|MSG_NOSIGNAL)`.
 
 use std::os::fd::AsFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
 
 use ferry_pipes::PipePool;
 
-use crate::backend::steps;
+use crate::backend::{steps, Ctx};
+use crate::handle::Slot;
 use crate::job::Job;
-use crate::plan::{Step, Strategy};
+use crate::plan::{Caps, Plan, Step, Strategy};
 use crate::resolve::{FdKind, Resolved};
 use crate::sys;
 use crate::transfer::Transfer;
+
+/// The job of a checked transfer, for an executor that can do `caps` (every
+/// submit path — `Engine` and `LocalEngine` — builds it here).
+pub(crate) fn prepare(t: Transfer, r: &Resolved, slot: Arc<Slot>, caps: Caps, ctx: &Ctx) -> Job {
+    let submitted = Instant::now();
+    let small = ctx.config.small_threshold;
+    let mut caps = caps;
+    caps.zero_copy_small = zero_copy_ok(&t, r, small);
+    let plan = Plan::new(r, t.header, t.trailer, caps, small);
+    let mut job = Job::new(
+        slot.id,
+        r.kind,
+        (r.src_kind, r.dst_kind),
+        plan,
+        (t.src, t.dst),
+        t.timeout.map(|d| submitted + d),
+        submitted,
+        slot,
+    );
+    job.idle = t.idle;
+    job.half_close = t.half_close;
+    job.small = r.src_kind == FdKind::File
+        && match (r.len, r.src_avail) {
+            (Some(l), a) => l.min(a.unwrap_or(l)) <= small,
+            (None, a) => a.is_some_and(|a| a <= small),
+        };
+    job
+}
+
+/// Runs the inline attempt where it applies: `None` when the job is complete (its
+/// handle woken), else the job for the backend, its streams made non-blocking.
+pub(crate) fn or_hand_over(mut job: Job, ctx: &Ctx) -> Option<Job> {
+    let rec = &ctx.recorder;
+    if eligible(&job) {
+        if attempt(&mut job, &ctx.pool) {
+            rec.inline_done.fetch_add(1, Ordering::Relaxed);
+            job.finish(rec);
+            return None;
+        }
+        rec.inline_handoff.fetch_add(1, Ordering::Relaxed);
+    }
+    job.own_streams();
+    Some(job)
+}
 
 /// Whether a small file body may go out zero-copy from the caller's thread.
 pub(crate) fn zero_copy_ok(t: &Transfer, r: &Resolved, small: u64) -> bool {

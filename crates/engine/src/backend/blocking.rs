@@ -63,11 +63,7 @@ impl Executor for Blocking {
     }
 
     fn caps(&self, _kind: TransferKind) -> Caps {
-        Caps {
-            sendfile: true,
-            copy_range: true,
-            zero_copy_small: false,
-        }
+        Caps::SYSCALLS
     }
 
     fn submit(&self, job: Job) {

@@ -39,7 +39,7 @@ use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_pipes::PipePool;
+use ferry_pipes::{PipePool, PoolConfig};
 
 use crate::backend_kind::Backend;
 use crate::events::{ConnOp, Event};
@@ -68,6 +68,22 @@ pub(crate) struct Ctx {
     pub recorder: Arc<Recorder>,
     pub pool: PipePool,
     pub config: Config,
+}
+
+impl Ctx {
+    /// Fresh stats and a pipe pool of `pool_capacity` idle non-blocking pipes of
+    /// `pipe_size` bytes.
+    pub(crate) fn new(config: Config, pipe_size: usize, pool_capacity: usize) -> io::Result<Ctx> {
+        Ok(Ctx {
+            recorder: Arc::new(Recorder::default()),
+            pool: PipePool::new(PoolConfig {
+                capacity: pool_capacity,
+                pipe_size,
+                nonblocking: true,
+            })?,
+            config,
+        })
+    }
 }
 
 /// An executor driven by its owner's thread (`LocalEngine`): the same contract, plus

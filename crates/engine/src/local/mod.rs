@@ -14,18 +14,14 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
-
-use ferry_pipes::{PipePool, PoolConfig};
+use std::time::Duration;
 
 use crate::backend::{Config, Ctx, LocalExec};
 use crate::backend_kind::Backend;
 use crate::events::{ConnOp, Event, OpId};
 use crate::handle::{Completed, Progress, Slot, TransferHandle};
-use crate::job::Job;
-use crate::plan::Plan;
-use crate::resolve::{resolve, FdCache, FdKind};
-use crate::stats::{EngineStats, Recorder};
+use crate::resolve::{resolve, FdCache};
+use crate::stats::EngineStats;
 use crate::transfer::{SharedFd, Transfer};
 
 /// Builds a [`LocalEngine`]; from [`LocalEngine::builder`].
@@ -66,16 +62,7 @@ impl LocalEngineBuilder {
 
     /// Builds the engine on the calling thread (which then owns it).
     pub fn build(self) -> io::Result<LocalEngine> {
-        let pool = PipePool::new(PoolConfig {
-            capacity: self.pipe_pool_capacity,
-            pipe_size: self.pipe_size,
-            nonblocking: true,
-        })?;
-        let ctx = Ctx {
-            recorder: Arc::new(Recorder::default()),
-            pool,
-            config: self.config,
-        };
+        let ctx = Ctx::new(self.config, self.pipe_size, self.pipe_pool_capacity)?;
         let mut fallback_reason = None;
         let exec: Box<dyn LocalExec> = match self.backend.with_env_override()? {
             Backend::Blocking => Box::new(readiness::Readiness::new(ctx.clone())?),
@@ -207,7 +194,6 @@ impl LocalEngine {
     pub fn submit(&mut self, t: Transfer) -> io::Result<LocalHandle> {
         let r = resolve(&t, &self.fd_cache)?;
         let id = self.next_id();
-        let submitted = Instant::now();
         let rec = self.ctx.recorder.clone();
         rec.in_flight.fetch_add(1, Ordering::Relaxed);
         let slot = Slot::new(
@@ -218,39 +204,11 @@ impl LocalEngine {
             }),
             None,
         );
-        let small = self.ctx.config.small_threshold;
-        let mut caps = self.exec.caps(r.kind);
-        caps.zero_copy_small = crate::inline::zero_copy_ok(&t, &r, small);
-        let plan = Plan::new(&r, t.header, t.trailer, caps, small);
-        let mut job = Job::new(
-            id,
-            r.kind,
-            (r.src_kind, r.dst_kind),
-            plan,
-            (t.src, t.dst),
-            t.timeout.map(|d| submitted + d),
-            submitted,
-            slot.clone(),
-        );
-        job.idle = t.idle;
-        job.half_close = t.half_close;
-        job.small = r.src_kind == FdKind::File
-            && match (r.len, r.src_avail) {
-                (Some(l), a) => l.min(a.unwrap_or(l)) <= small,
-                (None, a) => a.is_some_and(|a| a <= small),
-            };
-        let rec = &self.ctx.recorder;
-        if crate::inline::eligible(&job) {
-            if crate::inline::attempt(&mut job, &self.ctx.pool) {
-                rec.inline_done.fetch_add(1, Ordering::Relaxed);
-                job.finish(rec);
-                self.events.push(Event::TransferDone { op: OpId(id) });
-                return Ok(LocalHandle::new(slot));
-            }
-            rec.inline_handoff.fetch_add(1, Ordering::Relaxed);
+        let job = crate::inline::prepare(t, &r, slot.clone(), self.exec.caps(r.kind), &self.ctx);
+        match crate::inline::or_hand_over(job, &self.ctx) {
+            Some(job) => self.exec.submit(job),
+            None => self.events.push(Event::TransferDone { op: OpId(id) }),
         }
-        job.own_streams();
-        self.exec.submit(job);
         Ok(LocalHandle::new(slot))
     }
 

@@ -285,11 +285,7 @@ impl LocalExec for Readiness {
     }
 
     fn caps(&self, _kind: TransferKind) -> Caps {
-        Caps {
-            sendfile: true,
-            copy_range: true,
-            zero_copy_small: false,
-        }
+        Caps::SYSCALLS
     }
 
     fn submit(&mut self, job: Job) {

@@ -39,6 +39,15 @@ pub(crate) struct Caps {
     pub zero_copy_small: bool,
 }
 
+impl Caps {
+    /// Executors that make syscalls: `sendfile` and `copy_file_range` available.
+    pub(crate) const SYSCALLS: Caps = Caps {
+        sendfile: true,
+        copy_range: true,
+        zero_copy_small: false,
+    };
+}
+
 /// The next thing an executor must do for a transfer. Offsets are explicit: a file
 /// side is always read or written at the offset given (`None` for streams).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

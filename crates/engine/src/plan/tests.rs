@@ -22,11 +22,7 @@ const URING: Caps = Caps {
     copy_range: false,
     zero_copy_small: false,
 };
-const SYSCALLS: Caps = Caps {
-    sendfile: true,
-    copy_range: true,
-    zero_copy_small: false,
-};
+const SYSCALLS: Caps = Caps::SYSCALLS;
 
 fn plan(r: Resolved, header: &[u8], trailer: &[u8], caps: Caps) -> Plan {
     Plan::new(&r, header.to_vec(), trailer.to_vec(), caps, 64 * 1024)
