@@ -18,17 +18,9 @@ pub struct EngineBuilder {
 
 impl Default for EngineBuilder {
     fn default() -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         EngineBuilder {
             backend: Backend::Auto,
-            config: Config {
-                threads: cores,
-                max_in_flight: 4096,
-                small_threshold: 64 * 1024,
-                ring_entries: 512,
-                iowq_max_workers: 16,
-                link_splices: true,
-            },
+            config: Config::default(),
             pipe_size: 1 << 20,
             pipe_pool_capacity: 64,
         }

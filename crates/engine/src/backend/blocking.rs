@@ -114,11 +114,12 @@ fn run(job: &mut Job, ctx: &Ctx, stopping: &AtomicBool) {
         match step {
             Step::Done => return,
             Step::Poll(side) => {
-                ctx.recorder.eagain.fetch_add(1, Ordering::Relaxed);
                 if side == Side::Src {
                     job.release_idle_pipe();
                 }
+                // Asked again every tick while waiting: count the wait once, when it ends.
                 if let Some(r) = wait(job, side) {
+                    ctx.recorder.eagain.fetch_add(1, Ordering::Relaxed);
                     job.plan.complete(step, r);
                 }
             }

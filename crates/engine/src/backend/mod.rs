@@ -70,6 +70,20 @@ pub(crate) struct Ctx {
     pub config: Config,
 }
 
+impl Default for Config {
+    /// `Engine`'s defaults: one ring (or four workers) per core.
+    fn default() -> Config {
+        Config {
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_in_flight: 4096,
+            small_threshold: 64 * 1024,
+            ring_entries: 512,
+            iowq_max_workers: 16,
+            link_splices: true,
+        }
+    }
+}
+
 impl Ctx {
     /// Fresh stats and a pipe pool of `pool_capacity` idle non-blocking pipes of
     /// `pipe_size` bytes.

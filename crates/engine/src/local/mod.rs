@@ -158,13 +158,11 @@ impl LocalEngine {
     pub fn builder() -> LocalEngineBuilder {
         LocalEngineBuilder {
             backend: Backend::Auto,
+            // One ring on the owner's thread; no gate (the owner paces itself).
             config: Config {
                 threads: 1,
                 max_in_flight: usize::MAX,
-                small_threshold: 64 * 1024,
-                ring_entries: 512,
-                iowq_max_workers: 16,
-                link_splices: true,
+                ..Config::default()
             },
             pipe_size: 1 << 20,
             pipe_pool_capacity: 64,
