@@ -2,6 +2,7 @@
 //! moving bytes on this machine (see docs/benchmarks.md).
 
 mod bench;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -37,6 +38,19 @@ enum Command {
     /// A closing summary gives ferry's best method per case.
     #[command(verbatim_doc_comment)]
     Bench(BenchArgs),
+    /// A static-file HTTP/1.1 server on io_uring rings (one per thread).
+    ///
+    /// GET and HEAD of regular files beneath --root, with nginx's static-module
+    /// semantics: ETag and Last-Modified, If-None-Match / If-Modified-Since (exact) → 304,
+    /// If-Match / If-Unmodified-Since → 412, Range (single, suffix, open, multipart;
+    /// unsatisfiable → 416) and If-Range, a directory without a trailing slash → 301,
+    /// index.html for a directory (403 without one), keep-alive and pipelining.
+    /// `..` above the root, %00, backslashes → 400; files are opened with
+    /// openat2(RESOLVE_BENEATH) so a symlink leading outside the root is refused (403).
+    /// Prints "listening on http://IP:PORT" when ready; SIGINT/SIGTERM stop accepting,
+    /// let responses in flight finish (--grace) and exit 0.
+    #[command(verbatim_doc_comment)]
+    Serve(serve::ServeArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -136,6 +150,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Serve(a) => match serve::run(a) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ferry serve: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

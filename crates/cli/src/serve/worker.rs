@@ -1,0 +1,419 @@
+//! One server thread: a `LocalEngine` ring running every connection of its listener —
+//! accept, recv of request heads, send of small responses and transfers of file bodies
+//! — with no other thread involved.
+//!
+//! A connection has at most one op in flight (a recv, a send or a transfer), so its
+//! responses go out in request order and its socket is closed only when the ring has let
+//! go of it. Pipelined requests already received are answered one after another without
+//! a recv in between. Timeouts are swept four times a second: a recv past its deadline
+//! (header timeout while a head is incomplete, idle timeout between requests) or a send
+//! past the send timeout is cancelled and the connection closed; a file body fails on
+//! its own when no byte moved for the send timeout (`Transfer::idle_timeout`).
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io;
+use std::net::{IpAddr, Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferry_engine::{Event, LocalEngine, LocalHandle, OpId, Transfer};
+use slab::Slab;
+
+use super::access_log::AccessLog;
+use super::clock::Clock;
+use super::request::{self, Parsed};
+use super::respond::{self, Body, Piece, Site};
+
+const RECV_SIZE: usize = 16 * 1024;
+const SWEEP: Duration = Duration::from_millis(250);
+/// How long a connection closed after an error keeps draining what the client still
+/// sends, so that our answer is not destroyed by a reset (lingering close).
+const LINGER: Duration = Duration::from_secs(2);
+
+/// The limits and timeouts of a server thread.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub send_timeout: Duration,
+    /// After the stop signal, how long responses in flight may take.
+    pub grace: Duration,
+}
+
+enum Pending {
+    None,
+    Recv(OpId),
+    Send(OpId),
+    Transfer(LocalHandle, u64),
+}
+
+/// The rest of a response after the op in flight.
+struct Rest {
+    file: Option<Arc<File>>,
+    pieces: VecDeque<Piece>,
+    trailer: Vec<u8>,
+    keep_alive: bool,
+}
+
+struct Conn {
+    sock: Arc<TcpStream>,
+    peer: Option<IpAddr>,
+    /// Received bytes not parsed yet.
+    buf: Vec<u8>,
+    spare: Vec<u8>,
+    pending: Pending,
+    rest: Option<Rest>,
+    deadline: Instant,
+    /// When the first byte of the head being received arrived (header timeout).
+    head_started: Instant,
+    /// Answered with `Connection: close`: drain input until EOF or `LINGER`, then close.
+    lingering: bool,
+    /// Close as soon as the op in flight ends.
+    doomed: bool,
+}
+
+pub struct Worker {
+    ring: LocalEngine,
+    site: Site,
+    listener: Option<Arc<TcpListener>>,
+    accept: Option<OpId>,
+    conns: Slab<Conn>,
+    ops: HashMap<OpId, usize>,
+    limits: Limits,
+    log: Option<AccessLog>,
+    clock: Clock,
+    stop: Arc<AtomicBool>,
+}
+
+impl Worker {
+    pub fn new(
+        ring: LocalEngine,
+        site: Site,
+        listener: TcpListener,
+        limits: Limits,
+        log: Option<AccessLog>,
+        stop: Arc<AtomicBool>,
+    ) -> Worker {
+        Worker {
+            ring,
+            site,
+            listener: Some(Arc::new(listener)),
+            accept: None,
+            conns: Slab::new(),
+            ops: HashMap::new(),
+            limits,
+            log,
+            clock: Clock::default(),
+            stop,
+        }
+    }
+
+    /// Serves until the stop flag is raised, then finishes responses in flight (within
+    /// the grace period) and returns.
+    pub fn run(mut self) -> io::Result<()> {
+        if let Some(l) = &self.listener {
+            self.accept = Some(self.ring.accept(l.clone()));
+        }
+        let mut next_sweep = Instant::now() + SWEEP;
+        let mut stop_by: Option<Instant> = None;
+        loop {
+            if stop_by.is_none() && self.stop.load(Ordering::Relaxed) {
+                stop_by = Some(Instant::now() + self.limits.grace);
+                self.begin_stop();
+            }
+            if let Some(by) = stop_by {
+                if self.conns.is_empty() || Instant::now() >= by {
+                    return Ok(());
+                }
+            }
+            self.ring.turn(Some(SWEEP))?;
+            self.clock.tick();
+            let events: Vec<Event> = self.ring.events().collect();
+            for ev in events {
+                self.on_event(ev);
+            }
+            if let Some(log) = &mut self.log {
+                log.flush();
+            }
+            let now = Instant::now();
+            if now >= next_sweep {
+                self.sweep(now);
+                next_sweep = now + SWEEP;
+            }
+        }
+    }
+
+    fn begin_stop(&mut self) {
+        if let Some(op) = self.accept.take() {
+            self.ring.cancel(op);
+        }
+        self.listener = None;
+        let idle: Vec<(usize, OpId)> = self
+            .conns
+            .iter()
+            .filter_map(|(k, c)| match c.pending {
+                Pending::Recv(op) if c.buf.is_empty() || c.lingering => Some((k, op)),
+                _ => None,
+            })
+            .collect();
+        for (k, op) in idle {
+            self.conns[k].doomed = true;
+            self.ring.cancel(op);
+        }
+    }
+
+    fn on_event(&mut self, ev: Event) {
+        match ev {
+            Event::Accepted { conn, .. } => match conn {
+                Ok(fd) => self.accepted(TcpStream::from(fd)),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // EMFILE and friends: the multishot accept ended; start it again.
+                Err(_) => {
+                    if let Some(l) = &self.listener {
+                        self.accept = Some(self.ring.accept(l.clone()));
+                    }
+                }
+            },
+            Event::Received { op, buf, result } => {
+                let Some(k) = self.ops.remove(&op) else {
+                    return;
+                };
+                self.received(k, buf, result);
+            }
+            Event::Sent { op, result, .. } => {
+                let Some(k) = self.ops.remove(&op) else {
+                    return;
+                };
+                self.conns[k].pending = Pending::None;
+                match result {
+                    Ok(_) => self.next_piece(k),
+                    Err(_) => self.close(k),
+                }
+            }
+            Event::TransferDone { op } => {
+                let Some(k) = self.ops.remove(&op) else {
+                    return;
+                };
+                let Pending::Transfer(h, want) =
+                    std::mem::replace(&mut self.conns[k].pending, Pending::None)
+                else {
+                    return;
+                };
+                match h.try_take() {
+                    Ok(Ok(done)) if done.bytes == want => self.next_piece(k),
+                    // A file that shrank (UnexpectedEof), a peer gone, a send timeout:
+                    // Content-Length was promised, so the connection cannot go on.
+                    _ => self.close(k),
+                }
+            }
+            Event::Timer { .. } | Event::Closed { .. } => {}
+        }
+    }
+
+    fn accepted(&mut self, sock: TcpStream) {
+        if self.conns.len() >= self.limits.max_connections || self.listener.is_none() {
+            // Refused at once: the client sees its connection closed, not a queue.
+            return;
+        }
+        let _ = sock.set_nodelay(true);
+        // The engine sends small bodies inline only to non-blocking sockets.
+        let _ = sock.set_nonblocking(true);
+        let peer = sock.peer_addr().ok().map(|a| a.ip());
+        let k = self.conns.insert(Conn {
+            sock: Arc::new(sock),
+            peer,
+            buf: Vec::new(),
+            spare: vec![0; RECV_SIZE],
+            pending: Pending::None,
+            rest: None,
+            deadline: Instant::now(),
+            head_started: Instant::now(),
+            lingering: false,
+            doomed: false,
+        });
+        self.serve_buffered(k);
+    }
+
+    fn received(&mut self, k: usize, mut buf: Vec<u8>, result: io::Result<usize>) {
+        let c = &mut self.conns[k];
+        c.pending = Pending::None;
+        let n = match result {
+            Ok(n) if n > 0 && !c.doomed => n,
+            _ => return self.close(k),
+        };
+        if c.lingering {
+            c.spare = buf;
+            return self.recv(k);
+        }
+        if c.buf.is_empty() {
+            c.head_started = Instant::now();
+        }
+        c.buf.extend_from_slice(&buf[..n]);
+        buf.resize(RECV_SIZE, 0);
+        c.spare = buf;
+        self.serve_buffered(k);
+    }
+
+    /// Answers the next complete request in the buffer, or waits for more bytes.
+    fn serve_buffered(&mut self, k: usize) {
+        if self.stop.load(Ordering::Relaxed) && self.conns[k].buf.is_empty() {
+            return self.close(k);
+        }
+        let (response, line) = match request::parse(&self.conns[k].buf) {
+            Parsed::Partial => return self.recv(k),
+            Parsed::Invalid(status) => {
+                self.conns[k].buf.clear();
+                (respond::error(status, self.clock.http(), false), None)
+            }
+            Parsed::Complete(req, len) => {
+                let c = &mut self.conns[k];
+                c.buf.drain(..len);
+                c.head_started = Instant::now();
+                let mut r = self.site.respond(&req, self.clock.http());
+                if self.stop.load(Ordering::Relaxed) {
+                    r.keep_alive = false; // the header may say keep-alive; we close after
+                }
+                let line = self
+                    .log
+                    .as_ref()
+                    .map(|_| format!("{} {} HTTP/1.{}", req.method_text, req.target, req.minor));
+                (r, line)
+            }
+        };
+        if let Some(log) = &mut self.log {
+            let peer = self.conns[k].peer;
+            log.line(
+                peer,
+                self.clock.clf(),
+                line.as_deref(),
+                response.status,
+                response.body_len,
+            );
+        }
+        let (file, pieces, trailer) = match response.body {
+            Body::None => (None, VecDeque::new(), Vec::new()),
+            Body::File {
+                file,
+                pieces,
+                trailer,
+            } => (Some(file), pieces.into(), trailer),
+        };
+        self.conns[k].rest = Some(Rest {
+            file,
+            pieces,
+            trailer,
+            keep_alive: response.keep_alive,
+        });
+        if response.head.is_empty() {
+            self.next_piece(k);
+        } else {
+            self.send(k, response.head);
+        }
+    }
+
+    /// The op in flight of a response finished well: start the next one, or the next
+    /// request when the response is complete.
+    fn next_piece(&mut self, k: usize) {
+        let c = &mut self.conns[k];
+        if c.doomed {
+            return self.close(k);
+        }
+        let Some(rest) = c.rest.as_mut() else {
+            return self.serve_buffered(k);
+        };
+        if let Some(p) = rest.pieces.pop_front() {
+            let file = rest.file.clone().expect("pieces come with their file");
+            let trailer = if rest.pieces.is_empty() {
+                std::mem::take(&mut rest.trailer)
+            } else {
+                Vec::new()
+            };
+            let t = Transfer::new(file, c.sock.clone())
+                .src_offset(Some(p.offset))
+                .len(Some(p.len))
+                .header(p.prefix)
+                .trailer(trailer)
+                .idle_timeout(self.limits.send_timeout);
+            match self.ring.submit(t) {
+                Ok(h) => {
+                    self.ops.insert(h.id(), k);
+                    self.conns[k].pending = Pending::Transfer(h, p.len);
+                }
+                Err(_) => self.close(k),
+            }
+            return;
+        }
+        let keep_alive = rest.keep_alive;
+        c.rest = None;
+        if keep_alive {
+            self.serve_buffered(k);
+        } else {
+            self.linger(k);
+        }
+    }
+
+    fn send(&mut self, k: usize, bytes: Vec<u8>) {
+        let c = &mut self.conns[k];
+        c.deadline = Instant::now() + self.limits.send_timeout;
+        let op = self.ring.send(c.sock.clone(), bytes);
+        c.pending = Pending::Send(op);
+        self.ops.insert(op, k);
+    }
+
+    fn recv(&mut self, k: usize) {
+        let c = &mut self.conns[k];
+        let now = Instant::now();
+        if !c.lingering {
+            c.deadline = if c.buf.is_empty() {
+                now + self.limits.idle_timeout
+            } else {
+                // A head keeps its first deadline however slowly its bytes trickle in.
+                c.head_started + self.limits.header_timeout
+            };
+        }
+        let buf = std::mem::take(&mut c.spare);
+        let op = self.ring.recv(c.sock.clone(), buf);
+        c.pending = Pending::Recv(op);
+        self.ops.insert(op, k);
+    }
+
+    /// After a `Connection: close` answer: no more writes, read what the client still
+    /// sends until it closes (or `LINGER`), so that the kernel does not reset the
+    /// connection under our answer.
+    fn linger(&mut self, k: usize) {
+        let c = &mut self.conns[k];
+        let _ = c.sock.shutdown(Shutdown::Write);
+        c.lingering = true;
+        c.deadline = Instant::now() + LINGER;
+        c.buf = Vec::new();
+        self.recv(k);
+    }
+
+    fn sweep(&mut self, now: Instant) {
+        self.site.cache.purge_expired();
+        let late: Vec<OpId> = self
+            .conns
+            .iter_mut()
+            .filter(|(_, c)| c.deadline <= now && !c.doomed)
+            .filter_map(|(_, c)| match c.pending {
+                Pending::Recv(op) | Pending::Send(op) => {
+                    c.doomed = true;
+                    Some(op)
+                }
+                _ => None,
+            })
+            .collect();
+        for op in late {
+            self.ring.cancel(op);
+        }
+    }
+
+    /// Forgets a connection with no op in flight; dropping the last `Arc` closes it.
+    fn close(&mut self, k: usize) {
+        let c = self.conns.remove(k);
+        debug_assert!(matches!(c.pending, Pending::None));
+    }
+}
