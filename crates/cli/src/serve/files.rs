@@ -23,6 +23,9 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -176,18 +179,49 @@ pub fn fstat(fd: impl AsFd) -> io::Result<Meta> {
     })
 }
 
+/// What a response says about a file, formatted once per (file, metadata) rather than
+/// once per request.
+#[derive(Debug)]
+pub struct FileInfo {
+    pub meta: Meta,
+    /// nginx's ETag, `"<hex mtime>-<hex size>"`.
+    pub etag: String,
+    /// `Last-Modified` as an HTTP date.
+    pub modified: String,
+    /// `Content-Type` from the file name's extension.
+    pub content_type: &'static str,
+}
+
+impl FileInfo {
+    fn new(meta: Meta, rel: &[u8]) -> FileInfo {
+        FileInfo {
+            meta,
+            etag: super::conditional::etag(&meta),
+            modified: super::conditional::last_modified(&meta),
+            content_type: content_type(rel),
+        }
+    }
+}
+
+/// The MIME type for a file name (`application/octet-stream` when unknown).
+pub fn content_type(rel: &[u8]) -> &'static str {
+    mime_guess::from_path(Path::new(std::ffi::OsStr::from_bytes(rel)))
+        .first_raw()
+        .unwrap_or("application/octet-stream")
+}
+
 /// An open regular file from the cache, with its current metadata and, when small and
 /// unchanged since read, its bytes.
 #[derive(Debug, Clone)]
 pub struct Hit {
     pub file: Arc<File>,
-    pub meta: Meta,
+    pub info: Rc<FileInfo>,
     pub body: Option<Arc<[u8]>>,
 }
 
 struct Entry {
     file: Arc<File>,
-    meta: Meta,
+    info: Rc<FileInfo>,
     opened: Instant,
     /// Bytes read when the file had `body_meta`.
     body: Option<(Meta, Arc<[u8]>)>,
@@ -214,19 +248,27 @@ impl FileCache {
     }
 
     /// The regular file at `rel`, from the cache or freshly opened. Directories and
-    /// other kinds are returned as their `Meta` with no file kept.
-    pub fn get(&mut self, root: &Root, rel: &[u8]) -> Result<Result<Hit, Kind>, Refused> {
+    /// other kinds are returned as their `Kind` with no file kept. `now`: the caller's
+    /// clock (one reading per batch of requests).
+    pub fn get(
+        &mut self,
+        root: &Root,
+        rel: &[u8],
+        now: Instant,
+    ) -> Result<Result<Hit, Kind>, Refused> {
         if let Some(e) = self.entries.get_mut(rel) {
-            if e.opened.elapsed() < self.valid {
+            if now.saturating_duration_since(e.opened) < self.valid {
                 if let Ok(meta) = fstat(&*e.file) {
-                    e.meta = meta;
+                    if meta != e.info.meta {
+                        e.info = Rc::new(FileInfo::new(meta, rel));
+                    }
                     let body = match &e.body {
                         Some((m, b)) if *m == meta => Some(b.clone()),
                         _ => None,
                     };
                     return Ok(Ok(Hit {
                         file: e.file.clone(),
-                        meta,
+                        info: e.info.clone(),
                         body,
                     }));
                 }
@@ -238,6 +280,7 @@ impl FileCache {
             return Ok(Err(meta.kind));
         }
         let file = Arc::new(file);
+        let info = Rc::new(FileInfo::new(meta, rel));
         if self.entries.len() >= self.capacity {
             // Cheap and bounded; a hot set refills within a request each.
             self.entries.clear();
@@ -246,42 +289,44 @@ impl FileCache {
             rel.to_vec(),
             Entry {
                 file: file.clone(),
-                meta,
-                opened: Instant::now(),
+                info: info.clone(),
+                opened: now,
                 body: None,
             },
         );
         Ok(Ok(Hit {
             file,
-            meta,
+            info,
             body: None,
         }))
     }
 
     /// Closes the files whose path mapping is older than `valid` (called a few times a
     /// second, so an idle server holds no file open for long).
-    pub fn purge_expired(&mut self) {
+    pub fn purge_expired(&mut self, now: Instant) {
         let valid = self.valid;
-        self.entries.retain(|_, e| e.opened.elapsed() < valid);
+        self.entries
+            .retain(|_, e| now.saturating_duration_since(e.opened) < valid);
     }
 
     /// Reads a small file's bytes into the cache when they are in the page cache
     /// (`preadv2(RWF_NOWAIT)`: never waits for the disk) and the file did not change
     /// while being read. Returns them, or `None` (serve from the file this time).
     pub fn load_small(&mut self, rel: &[u8], hit: &Hit) -> Option<Arc<[u8]>> {
-        if hit.meta.size > self.small || hit.meta.kind != Kind::File {
+        let meta = hit.info.meta;
+        if meta.size > self.small || meta.kind != Kind::File {
             return None;
         }
-        let mut buf = vec![0u8; hit.meta.size as usize];
+        let mut buf = vec![0u8; meta.size as usize];
         let mut iov = [io::IoSliceMut::new(&mut buf)];
         let n = rustix::io::preadv2(&*hit.file, &mut iov, 0, rustix::io::ReadWriteFlags::NOWAIT)
             .ok()?;
-        if n as u64 != hit.meta.size || fstat(&*hit.file).ok()? != hit.meta {
+        if n as u64 != meta.size || fstat(&*hit.file).ok()? != meta {
             return None;
         }
         let body: Arc<[u8]> = buf.into();
         if let Some(e) = self.entries.get_mut(rel) {
-            e.body = Some((hit.meta, body.clone()));
+            e.body = Some((meta, body.clone()));
         }
         Some(body)
     }

@@ -33,10 +33,6 @@ use files::{FileCache, Root};
 use respond::Site;
 use worker::{Limits, Worker};
 
-/// Bodies up to this size are kept in memory per thread and sent with their head in one
-/// send (see docs/serve.md for how it was chosen).
-const SMALL_BODY: u64 = 64 * 1024;
-
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
     /// Directory to serve. Files are opened beneath it only: `..`, and symlinks leading
@@ -66,6 +62,11 @@ pub struct ServeArgs {
     /// After SIGINT/SIGTERM, seconds responses in flight may take before they are cut.
     #[arg(long, default_value_t = 10.0, value_name = "SECS", value_parser = parse_secs)]
     pub grace: f64,
+    /// Files up to this many bytes are kept in memory per thread (while unchanged) and
+    /// sent with their head in one send; larger ones go zero-copy from the page cache.
+    /// 0 turns the memory cache off. See docs/serve.md for how the default was measured.
+    #[arg(long, default_value_t = 8 * 1024, value_name = "BYTES")]
+    pub memory_cache_max: u64,
     /// Write an access log in Common Log Format to FILE (`-`: standard output). Off by default.
     #[arg(long, value_name = "FILE")]
     pub access_log: Option<PathBuf>,
@@ -110,6 +111,7 @@ pub fn run(args: ServeArgs) -> io::Result<()> {
         let log = log.as_ref().map(|s| s.writer()).transpose()?;
         let stop = stop.clone();
         let ready = ready_tx.clone();
+        let small = args.memory_cache_max;
         let h = std::thread::Builder::new()
             .name(format!("ferry-serve-{i}"))
             .spawn(move || -> io::Result<()> {
@@ -119,7 +121,7 @@ pub fn run(args: ServeArgs) -> io::Result<()> {
                         .map(|r| r.backend())
                         .map_err(|e| e.to_string()),
                 );
-                let cache = FileCache::new(Duration::from_secs(1), 4096, SMALL_BODY);
+                let cache = FileCache::new(Duration::from_secs(1), 4096, small);
                 Worker::new(ring?, Site::new(root, cache), listener, limits, log, stop).run()
             })?;
         handles.push(h);

@@ -3,11 +3,10 @@
 
 use std::fmt::Write as _;
 use std::fs::File;
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
-use super::conditional::{etag, if_range_holds, last_modified, precondition};
+use super::conditional::{if_range_holds, precondition};
 use super::files::{FileCache, Hit, Kind, Refused, Root};
 use super::range::{evaluate, Ranges};
 use super::request::{Method, Request};
@@ -62,9 +61,10 @@ impl Site {
         }
     }
 
-    /// The response to a complete request head. `date` is the current HTTP date.
-    pub fn respond(&mut self, req: &Request, date: &str) -> Response {
-        let mut r = self.respond_any(req, date);
+    /// The response to a complete request head. `date` is the current HTTP date, `now`
+    /// the current instant.
+    pub fn respond(&mut self, req: &Request, date: &str, now: Instant) -> Response {
+        let mut r = self.respond_any(req, date, now);
         if req.method == Some(Method::Head) && matches!(r.body, Body::None) {
             // The same head as GET, never its body (errors included).
             if let Some(end) = r.head.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -75,7 +75,7 @@ impl Site {
         r
     }
 
-    fn respond_any(&mut self, req: &Request, date: &str) -> Response {
+    fn respond_any(&mut self, req: &Request, date: &str, now: Instant) -> Response {
         let keep_alive = req.keep_alive && !req.has_body;
         if req.bad_framing || (req.minor == 1 && !req.host) {
             return error(400, date, false);
@@ -97,7 +97,7 @@ impl Site {
             }
             rel.extend_from_slice(b"index.html");
         }
-        let hit = match self.cache.get(&self.root, &rel) {
+        let hit = match self.cache.get(&self.root, &rel, now) {
             Ok(Ok(hit)) => hit,
             Ok(Err(Kind::Dir)) if !target.trailing_slash => {
                 return redirect(&target, date, keep_alive)
@@ -118,25 +118,22 @@ impl Site {
             Some(b) => Some(b),
             None => self.cache.load_small(&rel, &hit),
         };
-        let content_type = content_type(&rel);
-        self.file_response(req, &hit, body, content_type, date, keep_alive, head_only)
+        self.file_response(req, &hit, body, date, keep_alive, head_only)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn file_response(
         &mut self,
         req: &Request,
         hit: &Hit,
         cached: Option<Arc<[u8]>>,
-        content_type: &str,
         date: &str,
         keep_alive: bool,
         head_only: bool,
     ) -> Response {
-        let meta = hit.meta;
-        let tag = etag(&meta);
-        let modified = last_modified(&meta);
-        if let Some(status) = precondition(req, &meta, &tag) {
+        let info = &hit.info;
+        let meta = info.meta;
+        let (tag, modified, content_type) = (&info.etag, &info.modified, info.content_type);
+        if let Some(status) = precondition(req, &meta, tag) {
             let mut head = status_line(status, date);
             let _ = write!(head, "Last-Modified: {modified}\r\n");
             let _ = write!(head, "{}ETag: {tag}\r\n", connection(keep_alive));
@@ -153,7 +150,7 @@ impl Site {
             };
         }
         let ranges = match &req.range {
-            Some(r) if if_range_holds(req, &meta, &tag) => evaluate(r, meta.size),
+            Some(r) if if_range_holds(req, &meta, tag) => evaluate(r, meta.size),
             _ => Ranges::Full,
         };
         let mut head;
@@ -291,12 +288,6 @@ impl Site {
             body_len,
         }
     }
-}
-
-fn content_type(rel: &[u8]) -> &'static str {
-    mime_guess::from_path(Path::new(std::ffi::OsStr::from_bytes(rel)))
-        .first_raw()
-        .unwrap_or("application/octet-stream")
 }
 
 fn connection(keep_alive: bool) -> &'static str {

@@ -85,6 +85,10 @@ pub struct Worker {
     limits: Limits,
     log: Option<AccessLog>,
     clock: Clock,
+    /// The time after the last turn: one clock reading per batch of events.
+    now: Instant,
+    /// The events of the last turn (kept to reuse its allocation).
+    batch: Vec<Event>,
     stop: Arc<AtomicBool>,
 }
 
@@ -107,6 +111,8 @@ impl Worker {
             limits,
             log,
             clock: Clock::default(),
+            now: Instant::now(),
+            batch: Vec::new(),
             stop,
         }
     }
@@ -131,17 +137,19 @@ impl Worker {
             }
             self.ring.turn(Some(SWEEP))?;
             self.clock.tick();
-            let events: Vec<Event> = self.ring.events().collect();
-            for ev in events {
+            self.now = Instant::now();
+            let mut batch = std::mem::take(&mut self.batch);
+            batch.extend(self.ring.events());
+            for ev in batch.drain(..) {
                 self.on_event(ev);
             }
+            self.batch = batch;
             if let Some(log) = &mut self.log {
                 log.flush();
             }
-            let now = Instant::now();
-            if now >= next_sweep {
-                self.sweep(now);
-                next_sweep = now + SWEEP;
+            if self.now >= next_sweep {
+                self.sweep(self.now);
+                next_sweep = self.now + SWEEP;
             }
         }
     }
@@ -229,8 +237,8 @@ impl Worker {
             spare: vec![0; RECV_SIZE],
             pending: Pending::None,
             rest: None,
-            deadline: Instant::now(),
-            head_started: Instant::now(),
+            deadline: self.now,
+            head_started: self.now,
             lingering: false,
             doomed: false,
         });
@@ -249,7 +257,7 @@ impl Worker {
             return self.recv(k);
         }
         if c.buf.is_empty() {
-            c.head_started = Instant::now();
+            c.head_started = self.now;
         }
         c.buf.extend_from_slice(&buf[..n]);
         buf.resize(RECV_SIZE, 0);
@@ -271,8 +279,8 @@ impl Worker {
             Parsed::Complete(req, len) => {
                 let c = &mut self.conns[k];
                 c.buf.drain(..len);
-                c.head_started = Instant::now();
-                let mut r = self.site.respond(&req, self.clock.http());
+                c.head_started = self.now;
+                let mut r = self.site.respond(&req, self.clock.http(), self.now);
                 if self.stop.load(Ordering::Relaxed) {
                     r.keep_alive = false; // the header may say keep-alive; we close after
                 }
@@ -357,7 +365,7 @@ impl Worker {
 
     fn send(&mut self, k: usize, bytes: Vec<u8>) {
         let c = &mut self.conns[k];
-        c.deadline = Instant::now() + self.limits.send_timeout;
+        c.deadline = self.now + self.limits.send_timeout;
         let op = self.ring.send(c.sock.clone(), bytes);
         c.pending = Pending::Send(op);
         self.ops.insert(op, k);
@@ -365,7 +373,7 @@ impl Worker {
 
     fn recv(&mut self, k: usize) {
         let c = &mut self.conns[k];
-        let now = Instant::now();
+        let now = self.now;
         if !c.lingering {
             c.deadline = if c.buf.is_empty() {
                 now + self.limits.idle_timeout
@@ -387,13 +395,13 @@ impl Worker {
         let c = &mut self.conns[k];
         let _ = c.sock.shutdown(Shutdown::Write);
         c.lingering = true;
-        c.deadline = Instant::now() + LINGER;
+        c.deadline = self.now + LINGER;
         c.buf = Vec::new();
         self.recv(k);
     }
 
     fn sweep(&mut self, now: Instant) {
-        self.site.cache.purge_expired();
+        self.site.cache.purge_expired(now);
         let late: Vec<OpId> = self
             .conns
             .iter_mut()
