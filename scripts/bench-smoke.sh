@@ -26,18 +26,32 @@ keys = {"scenario", "method", "size", "connections", "runs", "bytes_per_sec",
         "bytes_per_sec_min", "bytes_per_sec_max", "requests_per_sec", "p50_us", "p90_us",
         "p99_us", "p999_us", "max_us", "cpu_sec_per_gb",
         # added: per-run samples, their unit, spread, ratio and verdict against the baseline
-        "samples", "sample_unit", "spread", "ratio_to_baseline", "verdict"}
+        "samples", "sample_unit", "spread", "ratio_to_baseline", "verdict",
+        # added with http-static: CPU per request and CPU against the baseline
+        "cpu_us_per_request", "cpu_ratio_to_baseline"}
 for r in rows:
     assert set(r) == keys, sorted(set(r) ^ keys)
     assert len(r["samples"]) == r["runs"], r
     assert r["verdict"] in ("win", "tie", "loss", "baseline"), r
     assert r["bytes_per_sec"] > 0, r
-    assert (r["requests_per_sec"] is None) == (r["scenario"] != "request-response"), r
+    per_request = r["scenario"] in ("request-response", "http-static")
+    assert (r["requests_per_sec"] is None) != per_request, r
+    assert (r["cpu_us_per_request"] is None) != per_request, r
 methods = {r["method"] for r in rows}
 want = {"read-write", "std-copy", "sendfile", "splice", "engine-uring", "engine-blocking", "engine-local"}
+scenarios = {"file-to-socket", "socket-to-socket", "request-response", "file-to-file"}
+# http-static needs nginx and wrk (scripts/install-peers.sh); without them it must say
+# "not run" with the reason, never fail.
+peers = {p["program"]: p["path"] for p in doc["machine"]["peers"]}
+if peers.get("nginx") and peers.get("wrk"):
+    want |= {"nginx", "ferry-serve"}
+    scenarios |= {"http-static"}
+else:
+    assert any("http-static" in n and "not installed" in n for n in doc["machine"]["not_run"]), doc["machine"]["not_run"]
+    print("bench smoke: nginx or wrk absent: http-static reported as not run")
 assert methods == want, f"methods that produced results: {sorted(methods)}; missing {sorted(want - methods)}"
 scen = {r["scenario"] for r in rows}
-assert scen == {"file-to-socket", "socket-to-socket", "request-response", "file-to-file"}, scen
+assert scen == scenarios, scen
 assert "placement" in doc["machine"] and "peers" in doc["machine"], doc["machine"]
 print(f"bench smoke: {len(rows)} result rows, all methods verified, JSON ok")
 PY

@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-test-deps.sh
+# Optional peers of `ferry bench` (nginx, wrk, HAProxy): never fatal when absent.
+scripts/install-peers.sh
 
 step() { printf '\n== %s\n' "$*" >&2; }
 

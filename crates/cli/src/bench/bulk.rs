@@ -152,6 +152,9 @@ where
             let h = ring.submit(t)?;
             ring.wait(h)?;
         }
+        Method::Nginx | Method::FerryServe => {
+            return Err(fail("HTTP servers run only in http-static"))
+        }
     }
     Ok(())
 }
@@ -214,6 +217,7 @@ fn bulk_result(bytes: u64, secs: f64, cpu: f64) -> RunResult {
         requests: None,
         hist,
         cpu_secs: cpu.max(0.0),
+        latency: None,
     }
 }
 
@@ -315,6 +319,9 @@ pub fn socket_to_socket(
             ring.wait(h)?;
         }
         Method::Sendfile => return Err(fail("sendfile does not apply to socket-to-socket")),
+        Method::Nginx | Method::FerryServe => {
+            return Err(fail("HTTP servers run only in http-static"))
+        }
     }
     outbound.shutdown(Shutdown::Write)?;
     drop((inbound, outbound));

@@ -16,10 +16,14 @@ pub enum Method {
     EngineUring,
     EngineBlocking,
     EngineLocal,
+    /// nginx serving the file (http-static).
+    Nginx,
+    /// `ferry serve` serving the file (http-static).
+    FerryServe,
 }
 
 impl Method {
-    pub const ALL: [Method; 7] = [
+    pub const ALL: [Method; 9] = [
         Method::ReadWrite,
         Method::StdCopy,
         Method::Sendfile,
@@ -27,6 +31,8 @@ impl Method {
         Method::EngineUring,
         Method::EngineBlocking,
         Method::EngineLocal,
+        Method::Nginx,
+        Method::FerryServe,
     ];
 
     pub fn name(self) -> &'static str {
@@ -38,6 +44,8 @@ impl Method {
             Method::EngineUring => "engine-uring",
             Method::EngineBlocking => "engine-blocking",
             Method::EngineLocal => "engine-local",
+            Method::Nginx => "nginx",
+            Method::FerryServe => "ferry-serve",
         }
     }
 
@@ -48,8 +56,13 @@ impl Method {
     pub fn is_ferry(self) -> bool {
         matches!(
             self,
-            Method::EngineUring | Method::EngineBlocking | Method::EngineLocal
+            Method::EngineUring | Method::EngineBlocking | Method::EngineLocal | Method::FerryServe
         )
+    }
+
+    /// A whole server (http-static) rather than a way of moving bytes.
+    pub fn is_server(self) -> bool {
+        matches!(self, Method::Nginx | Method::FerryServe)
     }
 }
 
@@ -60,14 +73,17 @@ pub enum Scenario {
     SocketToSocket,
     RequestResponse,
     FileToFile,
+    /// nginx against `ferry serve` under wrk.
+    HttpStatic,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 4] = [
+    pub const ALL: [Scenario; 5] = [
         Scenario::FileToSocket,
         Scenario::SocketToSocket,
         Scenario::RequestResponse,
         Scenario::FileToFile,
+        Scenario::HttpStatic,
     ];
 
     pub fn name(self) -> &'static str {
@@ -76,11 +92,23 @@ impl Scenario {
             Scenario::SocketToSocket => "socket-to-socket",
             Scenario::RequestResponse => "request-response",
             Scenario::FileToFile => "file-to-file",
+            Scenario::HttpStatic => "http-static",
         }
     }
 
     pub fn parse(s: &str) -> Option<Scenario> {
         Scenario::ALL.into_iter().find(|m| m.name() == s)
+    }
+
+    /// Whether `m` is compared in this scenario at all: servers in http-static, byte
+    /// movers everywhere else. (Methods of the other family are left out of the table.)
+    pub fn compares(self, m: Method) -> bool {
+        m.is_server() == (self == Scenario::HttpStatic)
+    }
+
+    /// Scenarios measured per request (req/s, latency percentiles, CPU per request).
+    pub fn per_request(self) -> bool {
+        matches!(self, Scenario::RequestResponse | Scenario::HttpStatic)
     }
 
     /// Why a method does not apply here, if it does not.
@@ -107,8 +135,21 @@ pub struct RunResult {
     pub requests: Option<u64>,
     /// Latencies in µs: per request, or the whole run for bulk scenarios.
     pub hist: Histogram<u64>,
-    /// CPU seconds of the method's own threads (process CPU minus the load generator's).
+    /// CPU seconds of the method's own threads (process CPU minus the load generator's),
+    /// or of the server process (http-static).
     pub cpu_secs: f64,
+    /// Percentiles reported by an external load generator (http-static: wrk), when
+    /// `hist` has no samples of ours.
+    pub latency: Option<PeerLatency>,
+}
+
+/// Latency percentiles of one run as wrk reports them, in µs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerLatency {
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
 }
 
 pub fn new_hist() -> Histogram<u64> {

@@ -41,8 +41,8 @@ fn utc_now() -> String {
     )
 }
 
-/// Where `prog` is on `PATH`, if anywhere.
-fn which(prog: &str) -> Option<String> {
+/// Where `prog` is on `PATH` (or in /usr/sbin), if anywhere.
+pub fn which(prog: &str) -> Option<String> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|d| d.join(prog))
@@ -104,8 +104,8 @@ impl Context {
             })
             .collect();
         println!(
-            "peers: {} — the http-static (nginx vs ferry serve) and tcp-proxy (HAProxy vs\n\
-             \x20 ferry proxy) scenarios are not run: `ferry serve` and `ferry proxy` do not exist yet",
+            "peers: {} — http-static compares nginx with ferry serve under wrk (absent peers:\n\
+             \x20 scripts/install-peers.sh); the tcp-proxy scenario (HAProxy vs ferry proxy) waits for `ferry proxy`",
             peers.join(", ")
         );
         println!();

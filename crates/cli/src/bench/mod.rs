@@ -5,6 +5,7 @@
 mod bulk;
 mod common;
 mod header;
+mod http;
 mod progress;
 mod report;
 mod rr;
@@ -63,6 +64,8 @@ fn default_sizes(s: Scenario, quick: bool) -> Vec<u64> {
     match (s, quick) {
         (Scenario::RequestResponse, false) => vec![4 * K, 64 * K, M],
         (Scenario::RequestResponse, true) => vec![4 * K, M],
+        (Scenario::HttpStatic, false) => vec![4 * K, 64 * K, M],
+        (Scenario::HttpStatic, true) => vec![4 * K],
         (_, false) => vec![256 * M],
         (_, true) => vec![16 * M],
     }
@@ -71,15 +74,19 @@ fn default_sizes(s: Scenario, quick: bool) -> Vec<u64> {
 fn cases(o: &Options) -> Vec<Case> {
     let mut v = Vec::new();
     for &scenario in &o.scenarios {
+        if !o.methods.iter().any(|&m| scenario.compares(m)) {
+            continue;
+        }
         let sizes = if o.sizes.is_empty() {
             default_sizes(scenario, o.quick)
         } else {
             o.sizes.clone()
         };
         let conns = match scenario {
-            Scenario::RequestResponse if !o.connections.is_empty() => o.connections.clone(),
+            s if s.per_request() && !o.connections.is_empty() => o.connections.clone(),
             Scenario::RequestResponse if o.quick => vec![1, 16],
-            Scenario::RequestResponse => vec![1, 64],
+            Scenario::HttpStatic if o.quick => vec![64],
+            s if s.per_request() => vec![1, 64],
             _ => vec![1],
         };
         for &size in &sizes {
@@ -154,7 +161,7 @@ pub fn run(o: &Options) -> io::Result<()> {
         })
         .unwrap_or_else(|e| format!("unavailable: {e}"));
     let placement = if o.pin {
-        "request-response server on CPU 0, load generator on CPU 1 (bulk scenarios unpinned)".into()
+        "servers (request-response, http-static) on CPU 0, load generators on CPU 1 (bulk scenarios unpinned)".into()
     } else {
         "unpinned (--pin puts the request-response server and load generator on different CPUs)"
             .into()
@@ -182,7 +189,18 @@ pub fn run(o: &Options) -> io::Result<()> {
     ctx.print();
     table::print_legend(runs);
     let cases = cases(o);
-    let mut progress = progress::Progress::new(cases.len() * (runs + 1) * o.methods.len());
+    let steps: usize = cases
+        .iter()
+        .map(|c| {
+            o.methods
+                .iter()
+                .filter(|&&m| c.scenario.compares(m))
+                .count()
+        })
+        .sum();
+    let mut progress = progress::Progress::new(steps * (runs + 1));
+    let mut http_servers: Option<http::Servers> = None;
+    let http_secs = if o.quick { 1 } else { 2 };
     let mut results: Vec<(Case, BTreeMap<Method, MethodOutcome>)> = Vec::new();
     let mut summaries = Vec::new();
     let mut files: BTreeMap<u64, (PathBuf, Checksum)> = BTreeMap::new();
@@ -202,8 +220,18 @@ pub fn run(o: &Options) -> io::Result<()> {
             }
             files.get(&case.size).cloned()
         };
+        if case.scenario == Scenario::HttpStatic && http_servers.is_none() {
+            progress.note("starting nginx and ferry serve");
+            http_servers = Some(http::Servers::start(dir.path(), o.pin));
+        }
+        let methods: Vec<Method> = o
+            .methods
+            .iter()
+            .copied()
+            .filter(|&m| case.scenario.compares(m))
+            .collect();
         let mut per: BTreeMap<Method, MethodOutcome> = BTreeMap::new();
-        for &m in &o.methods {
+        for &m in &methods {
             let skip = case
                 .scenario
                 .not_applicable(m)
@@ -211,6 +239,9 @@ pub fn run(o: &Options) -> io::Result<()> {
                 .or_else(|| match m {
                     Method::EngineUring => engines.uring.as_ref().err().cloned(),
                     Method::EngineBlocking => engines.blocking.as_ref().err().cloned(),
+                    Method::Nginx | Method::FerryServe => {
+                        http_servers.as_ref().and_then(|h| h.unavailable(m))
+                    }
                     _ => None,
                 });
             per.insert(
@@ -225,7 +256,7 @@ pub fn run(o: &Options) -> io::Result<()> {
         // timed; runs 1..=runs are timed, interleaved across methods.
         for run in 0..=runs {
             let verify = run == 0;
-            for &m in &o.methods {
+            for &m in &methods {
                 let what = if verify {
                     "verifying every byte (untimed)".to_string()
                 } else {
@@ -257,6 +288,13 @@ pub fn run(o: &Options) -> io::Result<()> {
                         case.size,
                         dir.path(),
                         &engines,
+                        expect,
+                    ),
+                    Scenario::HttpStatic => http_servers.as_ref().expect("started").run(
+                        m,
+                        case.size,
+                        case.connections,
+                        http_secs,
                         expect,
                     ),
                     Scenario::RequestResponse => rr::request_response(
@@ -303,6 +341,7 @@ pub fn run(o: &Options) -> io::Result<()> {
         results.push((*case, per));
     }
     progress.finish();
+    drop(http_servers);
     table::print_summary(&summaries, &cases);
     // The two outputs are independent: one failing does not skip the other.
     let mut failed = Vec::new();

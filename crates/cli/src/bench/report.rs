@@ -70,6 +70,8 @@ pub fn write_json(
                 "p999_us": s.p999_us,
                 "max_us": s.max_us,
                 "cpu_sec_per_gb": s.cpu_sec_per_gb,
+                "cpu_us_per_request": s.cpu_us_per_request,
+                "cpu_ratio_to_baseline": s.cpu_ratio,
                 "samples": s.samples,
                 "sample_unit": if s.requests_per_sec.is_some() { "requests/s" } else { "bytes/s" },
                 "spread": s.spread,

@@ -462,6 +462,7 @@ fn client(
         requests: Some(requests),
         hist,
         cpu_secs: cpu,
+        latency: None,
     })
 }
 

@@ -49,12 +49,17 @@ pub struct Summary {
     pub p50_us: u64,
     pub p90_us: u64,
     pub p99_us: u64,
-    pub p999_us: u64,
+    /// `None` where the latencies came from wrk, which does not report p99.9.
+    pub p999_us: Option<u64>,
     pub max_us: u64,
     /// Latency samples in the merged histogram (percentiles are shown only with
     /// enough of them).
     pub latency_samples: u64,
     pub cpu_sec_per_gb: f64,
+    /// CPU µs per request (request-response, http-static).
+    pub cpu_us_per_request: Option<f64>,
+    /// CPU per byte over the baseline's (lower is better).
+    pub cpu_ratio: Option<f64>,
     /// (max − min) / median of `samples`: how noisy this method was here.
     pub spread: f64,
     /// Median over the baseline's median.
@@ -104,7 +109,7 @@ pub fn merged(outcome: &MethodOutcome) -> Option<Histogram<u64>> {
 pub fn is_baseline_candidate(m: Method) -> bool {
     matches!(
         m,
-        Method::ReadWrite | Method::StdCopy | Method::Sendfile | Method::Splice
+        Method::ReadWrite | Method::StdCopy | Method::Sendfile | Method::Splice | Method::Nginx
     )
 }
 
@@ -127,6 +132,30 @@ pub fn summarise_case(case: Case, per: &BTreeMap<Method, MethodOutcome>) -> Vec<
         let samples = rps.clone().unwrap_or_else(|| bps.clone());
         let h = merged(outcome).unwrap_or_else(new_hist);
         let mid = median(samples.clone());
+        // Latency: our own histogram, or the load generator's percentiles per run.
+        let peer: Vec<_> = runs.iter().filter_map(|r| r.latency).collect();
+        let (p50, p90, p99, p999, max_us, latency_samples) = if peer.len() == runs.len() {
+            let med = |f: fn(&super::common::PeerLatency) -> u64| {
+                median(peer.iter().map(|l| f(l) as f64).collect()) as u64
+            };
+            (
+                med(|l| l.p50_us),
+                med(|l| l.p90_us),
+                med(|l| l.p99_us),
+                None,
+                peer.iter().map(|l| l.max_us).max().unwrap_or(0),
+                runs.iter().map(|r| r.requests.unwrap_or(0)).sum(),
+            )
+        } else {
+            (
+                h.value_at_quantile(0.5),
+                h.value_at_quantile(0.9),
+                h.value_at_quantile(0.99),
+                Some(h.value_at_quantile(0.999)),
+                h.max(),
+                h.len(),
+            )
+        };
         rows.push(Summary {
             case,
             method,
@@ -140,17 +169,25 @@ pub fn summarise_case(case: Case, per: &BTreeMap<Method, MethodOutcome>) -> Vec<
             bytes_per_sec_min: min(&bps),
             bytes_per_sec_max: max(&bps),
             requests_per_sec: rps.map(median),
-            p50_us: h.value_at_quantile(0.5),
-            p90_us: h.value_at_quantile(0.9),
-            p99_us: h.value_at_quantile(0.99),
-            p999_us: h.value_at_quantile(0.999),
-            max_us: h.max(),
-            latency_samples: h.len(),
+            p50_us: p50,
+            p90_us: p90,
+            p99_us: p99,
+            p999_us: p999,
+            max_us,
+            latency_samples,
             cpu_sec_per_gb: median(
                 runs.iter()
                     .map(|r| r.cpu_secs / (r.bytes.max(1) as f64 / 1e9))
                     .collect(),
             ),
+            cpu_us_per_request: runs[0].requests.map(|_| {
+                median(
+                    runs.iter()
+                        .map(|r| r.cpu_secs * 1e6 / r.requests.unwrap_or(0).max(1) as f64)
+                        .collect(),
+                )
+            }),
+            cpu_ratio: None,
             ratio: None,
             verdict: None,
         });
@@ -159,10 +196,19 @@ pub fn summarise_case(case: Case, per: &BTreeMap<Method, MethodOutcome>) -> Vec<
         .iter()
         .filter(|s| is_baseline_candidate(s.method))
         .max_by(|a, b| a.metric().total_cmp(&b.metric()))
-        .map(|s| (s.method, s.metric(), min(&s.samples), max(&s.samples)));
-    if let Some((bm, bmid, bmin, bmax)) = base {
+        .map(|s| {
+            (
+                s.method,
+                s.metric(),
+                min(&s.samples),
+                max(&s.samples),
+                s.cpu_sec_per_gb,
+            )
+        });
+    if let Some((bm, bmid, bmin, bmax, bcpu)) = base {
         for s in &mut rows {
             s.ratio = (bmid > 0.0).then(|| s.metric() / bmid);
+            s.cpu_ratio = (bcpu > 0.0).then(|| s.cpu_sec_per_gb / bcpu);
             s.verdict = Some(if s.method == bm {
                 Verdict::Baseline
             } else if min(&s.samples) > bmax {
@@ -194,6 +240,7 @@ mod tests {
             requests: None,
             hist: new_hist(),
             cpu_secs: 0.1,
+            latency: None,
         }
     }
 

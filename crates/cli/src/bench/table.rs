@@ -21,7 +21,7 @@ pub fn size_name(b: u64) -> String {
 
 pub fn case_name(c: &Case) -> String {
     match c.scenario {
-        Scenario::RequestResponse => format!(
+        Scenario::RequestResponse | Scenario::HttpStatic => format!(
             "{} {} x{}",
             c.scenario.name(),
             size_name(c.size),
@@ -40,10 +40,15 @@ pub fn print_legend(runs: usize) {
          \x20 CPU s/GB          CPU seconds of the method's threads per GB moved (less noisy)\n\
          \x20 vs base           median / the baseline's median; baseline = the best of the\n\
          \x20                   syscall methods read-write, std-copy, sendfile, splice\n\
+         \x20                   (http-static: nginx, one process, tuned as docs/benchmarks.md)\n\
+         \x20 CPU µs/req        server CPU per request (request-response: the server's\n\
+         \x20                   threads; http-static: the whole server process)\n\
+         \x20 CPU vs base       CPU per byte over the baseline's: below 1 is less work\n\
          \x20 verdict           win or loss only when every run beat (or lost to) every\n\
          \x20                   baseline run; otherwise tie (a difference within the noise)\n\
-         \x20 p50 … max µs      request latency, request to last byte (request-response only;\n\
-         \x20                   \"-\" when there were too few requests for that percentile)"
+         \x20 p50 … max µs      request latency, request to last byte (request-response;\n\
+         \x20                   http-static: wrk's closed-loop figures, which understate\n\
+         \x20                   tails, and no p99.9; \"-\" when there were too few requests)"
     );
 }
 
@@ -68,10 +73,10 @@ pub fn print_case(
 ) {
     let base = baseline(rows).map_or("none ran".to_string(), |b| b.method.name().to_string());
     println!("\n{}  ({runs} runs, baseline: {base})", case_name(case));
-    let rr = case.scenario == Scenario::RequestResponse;
+    let rr = case.scenario.per_request();
     if rr {
         println!(
-            "  {:<16} {:>10} {:>19} {:>6} {:>8} {:>7} {:>7} {:>8} {:>7} {:>8} {:>7}  verdict",
+            "  {:<16} {:>10} {:>19} {:>6} {:>8} {:>7} {:>7} {:>8} {:>7} {:>10} {:>11} {:>7}  verdict",
             "method",
             "req/s",
             "min-max req/s",
@@ -81,7 +86,8 @@ pub fn print_case(
             "p99 µs",
             "p99.9 µs",
             "max µs",
-            "CPU s/GB",
+            "CPU µs/req",
+            "CPU vs base",
             "vs base"
         );
     } else {
@@ -98,7 +104,7 @@ pub fn print_case(
             let lo = s.samples.iter().copied().fold(f64::INFINITY, f64::min);
             let hi = s.samples.iter().copied().fold(0.0, f64::max);
             println!(
-                "  {:<16} {:>10.0} {:>19} {:>6} {:>8.1} {:>7} {:>7} {:>8} {:>7} {:>8.3} {:>7}  {verdict}",
+                "  {:<16} {:>10.0} {:>19} {:>6} {:>8.1} {:>7} {:>7} {:>8} {:>7} {:>10.2} {:>11} {:>7}  {verdict}",
                 s.method.name(),
                 s.requests_per_sec.unwrap_or(0.0),
                 format!("{lo:.0}-{hi:.0}"),
@@ -106,9 +112,10 @@ pub fn print_case(
                 s.bytes_per_sec / 1e6,
                 pct(s, s.p50_us),
                 pct(s, s.p99_us),
-                pct(s, s.p999_us),
+                s.p999_us.map_or("-".into(), |p| pct(s, p)),
                 s.max_us,
-                s.cpu_sec_per_gb,
+                s.cpu_us_per_request.unwrap_or(0.0),
+                s.cpu_ratio.map_or("-".into(), |r| format!("{r:.2}x")),
                 ratio,
             );
         } else {
@@ -123,7 +130,7 @@ pub fn print_case(
             );
         }
     }
-    for (m, o) in per {
+    for (m, o) in per.iter().filter(|(m, _)| case.scenario.compares(**m)) {
         if let MethodOutcome::Skipped(why) = o {
             println!("  {:<16} not run: {why}", m.name());
         }
