@@ -152,7 +152,7 @@ where
             let h = ring.submit(t)?;
             ring.wait(h)?;
         }
-        Method::Nginx | Method::FerryServe => {
+        Method::Nginx | Method::NginxNoPush | Method::FerryServe => {
             return Err(fail("HTTP servers run only in http-static"))
         }
     }
@@ -319,7 +319,7 @@ pub fn socket_to_socket(
             ring.wait(h)?;
         }
         Method::Sendfile => return Err(fail("sendfile does not apply to socket-to-socket")),
-        Method::Nginx | Method::FerryServe => {
+        Method::Nginx | Method::NginxNoPush | Method::FerryServe => {
             return Err(fail("HTTP servers run only in http-static"))
         }
     }

@@ -16,14 +16,16 @@ pub enum Method {
     EngineUring,
     EngineBlocking,
     EngineLocal,
-    /// nginx serving the file (http-static).
+    /// nginx serving the file (http-static), `tcp_nopush on`.
     Nginx,
+    /// The same nginx with `tcp_nopush off` (the research found either can be faster).
+    NginxNoPush,
     /// `ferry serve` serving the file (http-static).
     FerryServe,
 }
 
 impl Method {
-    pub const ALL: [Method; 9] = [
+    pub const ALL: [Method; 10] = [
         Method::ReadWrite,
         Method::StdCopy,
         Method::Sendfile,
@@ -32,6 +34,7 @@ impl Method {
         Method::EngineBlocking,
         Method::EngineLocal,
         Method::Nginx,
+        Method::NginxNoPush,
         Method::FerryServe,
     ];
 
@@ -45,6 +48,7 @@ impl Method {
             Method::EngineBlocking => "engine-blocking",
             Method::EngineLocal => "engine-local",
             Method::Nginx => "nginx",
+            Method::NginxNoPush => "nginx-nopush-off",
             Method::FerryServe => "ferry-serve",
         }
     }
@@ -62,7 +66,10 @@ impl Method {
 
     /// A whole server (http-static) rather than a way of moving bytes.
     pub fn is_server(self) -> bool {
-        matches!(self, Method::Nginx | Method::FerryServe)
+        matches!(
+            self,
+            Method::Nginx | Method::NginxNoPush | Method::FerryServe
+        )
     }
 }
 

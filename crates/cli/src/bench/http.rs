@@ -36,6 +36,7 @@ impl Drop for Peer {
 /// cannot run is the reason why.
 pub struct Servers {
     pub nginx: Result<Peer, String>,
+    pub nginx_nopush: Result<Peer, String>,
     pub ferry: Result<Peer, String>,
     wrk: Result<PathBuf, String>,
     pin: bool,
@@ -64,17 +65,17 @@ impl Servers {
         let server_cpu = pin.then_some(0);
         let wrk = find("wrk")
             .ok_or_else(|| "not run: wrk not installed (scripts/install-peers.sh)".to_string());
-        let nginx = match find("nginx") {
-            None => Err("not run: nginx not installed (scripts/install-peers.sh)".into()),
-            Some(bin) => {
-                start_nginx(&bin, root, server_cpu).map_err(|e| format!("nginx did not start: {e}"))
-            }
+        let nginx = |nopush: bool| match find("nginx") {
+            None => Err("not run: nginx not installed (scripts/install-peers.sh)".to_string()),
+            Some(bin) => start_nginx(&bin, root, server_cpu, nopush)
+                .map_err(|e| format!("nginx did not start: {e}")),
         };
         let ferry = std::env::current_exe()
             .and_then(|exe| start_ferry(&exe, root, server_cpu))
             .map_err(|e| format!("ferry serve did not start: {e}"));
         Servers {
-            nginx,
+            nginx: nginx(true),
+            nginx_nopush: nginx(false),
             ferry,
             wrk,
             pin,
@@ -88,6 +89,7 @@ impl Servers {
         }
         match m {
             Method::Nginx => self.nginx.as_ref().err().cloned(),
+            Method::NginxNoPush => self.nginx_nopush.as_ref().err().cloned(),
             Method::FerryServe => self.ferry.as_ref().err().cloned(),
             _ => Some("not an HTTP server".into()),
         }
@@ -105,6 +107,7 @@ impl Servers {
     ) -> io::Result<RunResult> {
         let peer = match m {
             Method::Nginx => self.nginx.as_ref(),
+            Method::NginxNoPush => self.nginx_nopush.as_ref(),
             _ => self.ferry.as_ref(),
         }
         .map_err(|e| fail(e.clone()))?;
@@ -183,8 +186,14 @@ fn wait_listening(child: &mut Child, addr: SocketAddr, log: Option<&Path>) -> io
     }
 }
 
-fn start_nginx(bin: &Path, root: &Path, cpu: Option<usize>) -> io::Result<Peer> {
-    let prefix = root.join(".nginx");
+/// One nginx process (`master_process off`: the process that serves is the one we
+/// measure) with the fair configuration; `tcp_nopush` on or off.
+fn start_nginx(bin: &Path, root: &Path, cpu: Option<usize>, nopush: bool) -> io::Result<Peer> {
+    let prefix = root.join(if nopush {
+        ".nginx"
+    } else {
+        ".nginx-nopush-off"
+    });
     std::fs::create_dir_all(prefix.join("logs"))?;
     let port = free_port()?;
     let conf = prefix.join("nginx.conf");
@@ -196,13 +205,14 @@ fn start_nginx(bin: &Path, root: &Path, cpu: Option<usize>) -> io::Result<Peer> 
              worker_processes 1;\nmaster_process off;\ndaemon off;\n\
              error_log {p}/logs/error.log warn;\npid {p}/nginx.pid;\n\
              events {{ worker_connections 8192; }}\n\
-             http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  tcp_nodelay on;\n\
+             http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush {};\n  tcp_nodelay on;\n\
                keepalive_timeout 65;\n  keepalive_requests 100000000;\n\
                open_file_cache max=1000 inactive=60s;\n  open_file_cache_valid 60s;\n\
                open_file_cache_errors on;\n  default_type application/octet-stream;\n\
                client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n\
                fastcgi_temp_path {p}/fastcgi;\n  uwsgi_temp_path {p}/uwsgi;\n  scgi_temp_path {p}/scgi;\n\
-               server {{ listen 127.0.0.1:{port}; root {r}; }}\n}}\n"
+               server {{ listen 127.0.0.1:{port}; root {r}; }}\n}}\n",
+            if nopush { "on" } else { "off" }
         ),
     )?;
     let mut child = command(bin, cpu)
@@ -219,7 +229,11 @@ fn start_nginx(bin: &Path, root: &Path, cpu: Option<usize>) -> io::Result<Peer> 
     Ok(Peer {
         child,
         addr,
-        name: "nginx",
+        name: if nopush {
+            "nginx"
+        } else {
+            "nginx (tcp_nopush off)"
+        },
     })
 }
 

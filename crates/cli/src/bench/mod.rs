@@ -239,7 +239,7 @@ pub fn run(o: &Options) -> io::Result<()> {
                 .or_else(|| match m {
                     Method::EngineUring => engines.uring.as_ref().err().cloned(),
                     Method::EngineBlocking => engines.blocking.as_ref().err().cloned(),
-                    Method::Nginx | Method::FerryServe => {
+                    Method::Nginx | Method::NginxNoPush | Method::FerryServe => {
                         http_servers.as_ref().and_then(|h| h.unavailable(m))
                     }
                     _ => None,

@@ -109,7 +109,12 @@ pub fn merged(outcome: &MethodOutcome) -> Option<Histogram<u64>> {
 pub fn is_baseline_candidate(m: Method) -> bool {
     matches!(
         m,
-        Method::ReadWrite | Method::StdCopy | Method::Sendfile | Method::Splice | Method::Nginx
+        Method::ReadWrite
+            | Method::StdCopy
+            | Method::Sendfile
+            | Method::Splice
+            | Method::Nginx
+            | Method::NginxNoPush
     )
 }
 

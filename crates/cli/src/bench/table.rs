@@ -40,7 +40,7 @@ pub fn print_legend(runs: usize) {
          \x20 CPU s/GB          CPU seconds of the method's threads per GB moved (less noisy)\n\
          \x20 vs base           median / the baseline's median; baseline = the best of the\n\
          \x20                   syscall methods read-write, std-copy, sendfile, splice\n\
-         \x20                   (http-static: nginx, one process, tuned as docs/benchmarks.md)\n\
+         \x20                   (http-static: the better nginx, tcp_nopush on or off, docs/serve.md)\n\
          \x20 CPU µs/req        server CPU per request (request-response: the server's\n\
          \x20                   threads; http-static: the whole server process)\n\
          \x20 CPU vs base       CPU per byte over the baseline's: below 1 is less work\n\
