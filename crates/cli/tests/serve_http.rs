@@ -275,3 +275,27 @@ fn curl_gets_the_same_bytes() {
         "{err}"
     );
 }
+
+#[test]
+fn the_access_log_has_one_common_log_format_line_per_request() {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let log_path = log.path().to_str().unwrap().to_owned();
+    let srv = Server::start(site, &["--access-log", &log_path]);
+    srv.get("GET /4k.bin HTTP/1.1\r\nHost: x\r\n\r\n");
+    srv.get("GET /nope\"x HTTP/1.1\r\nHost: x\r\n\r\n");
+    srv.get("HEAD /one.bin HTTP/1.0\r\n\r\n");
+    let status = srv.stop(std::time::Duration::from_secs(15));
+    assert!(status.success());
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    let shape = |l: &str, request: &str, tail: &str| {
+        assert!(l.starts_with("127.0.0.1 - - ["), "{l}");
+        assert!(l.contains(" +0000] "), "{l}");
+        assert!(l.ends_with(&format!("\"{request}\" {tail}")), "{l}");
+    };
+    shape(lines[0], "GET /4k.bin HTTP/1.1", "200 4096");
+    // A quote in the request line cannot end the field early.
+    shape(lines[1], "GET /nope\\\"x HTTP/1.1", "404 14");
+    shape(lines[2], "HEAD /one.bin HTTP/1.0", "200 0");
+}
