@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
@@ -13,7 +14,9 @@ use crate::transfer::SharedFd;
 pub struct OpId(pub(crate) u64);
 
 /// A finished operation of a `LocalEngine`, from [`LocalEngine::events`](crate::LocalEngine::events).
+/// Non-exhaustive: new kinds of ops bring new events.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Event {
     /// A connection accepted by `accept`. The op goes on (multishot) until cancelled
     /// or the listener fails; its last event is an `Err` (`Interrupted` when cancelled).
@@ -41,6 +44,14 @@ pub enum Event {
         /// Bytes sent (all of them on success), or the kernel's error.
         result: io::Result<usize>,
     },
+    /// `connect` finished: the socket is connected (`Ok`), or why not (`ECONNREFUSED`,
+    /// `ETIMEDOUT`, `Interrupted` when cancelled …).
+    Connected {
+        /// The `connect` op.
+        op: OpId,
+        /// The kernel's answer.
+        result: io::Result<()>,
+    },
     /// A `timeout` expired (`Ok`), or was cancelled (`Err(Interrupted)`).
     Timer {
         /// The `timeout` op.
@@ -67,6 +78,7 @@ pub(crate) enum ConnOp {
     Accept(SharedFd),
     Recv(SharedFd, Vec<u8>),
     Send(SharedFd, Vec<u8>),
+    Connect(SharedFd, SocketAddr),
     Timeout(Duration),
     Close(OwnedFd),
 }
@@ -77,6 +89,7 @@ impl fmt::Debug for ConnOp {
             ConnOp::Accept(_) => f.write_str("Accept"),
             ConnOp::Recv(_, b) => write!(f, "Recv({})", b.len()),
             ConnOp::Send(_, b) => write!(f, "Send({})", b.len()),
+            ConnOp::Connect(_, a) => write!(f, "Connect({a})"),
             ConnOp::Timeout(d) => write!(f, "Timeout({d:?})"),
             ConnOp::Close(_) => f.write_str("Close"),
         }
@@ -99,6 +112,10 @@ pub(crate) fn ended(id: u64, op: ConnOp, e: io::Error) -> Event {
         ConnOp::Send(_, buf) => Event::Sent {
             op: op_id,
             buf,
+            result: Err(e),
+        },
+        ConnOp::Connect(..) => Event::Connected {
+            op: op_id,
             result: Err(e),
         },
         ConnOp::Timeout(_) => Event::Timer {

@@ -74,7 +74,7 @@ pub use error::TransferError;
 pub use events::{Event, OpId};
 pub use handle::{CancelOnDrop, Completed, Progress, TransferHandle};
 #[cfg(target_os = "linux")]
-pub use local::{LocalEngine, LocalEngineBuilder, LocalHandle};
+pub use local::{LocalEngine, LocalEngineBuilder, LocalHandle, LocalProxyHandle};
 pub use proxy::{Proxy, ProxyError, ProxyHandle};
 pub use stats::{EngineStats, KindStats, Latency, SizeClass};
 pub use transfer::{Transfer, TransferKind};

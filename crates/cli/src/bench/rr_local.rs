@@ -74,6 +74,7 @@ pub fn serve(listener: TcpListener, file: Arc<File>, size: u64, n: usize) -> io:
                 Event::Accepted { conn: Err(e), .. } if accepted < n => return Err(e),
                 Event::Accepted { .. } | Event::Timer { .. } | Event::Closed { .. } => {}
                 Event::Sent { .. } => return Err(fail("unexpected send event")),
+                other => return Err(fail(format!("unexpected event {other:?}"))),
             }
         }
     }

@@ -217,7 +217,8 @@ impl Worker {
                     _ => self.close(k),
                 }
             }
-            Event::Timer { .. } | Event::Closed { .. } => {}
+            // Ops this server does not start.
+            _ => {}
         }
     }
 

@@ -3,12 +3,16 @@
 //! `io_uring_enter` per turn, with no thread hop. Where io_uring is unavailable it runs
 //! the same plan with non-blocking syscalls driven by epoll.
 
+mod proxy;
 mod readiness;
+
+pub use proxy::LocalProxyHandle;
 
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
+use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -19,8 +23,10 @@ use std::time::Duration;
 use crate::backend::{Config, Ctx, LocalExec};
 use crate::backend_kind::Backend;
 use crate::events::{ConnOp, Event, OpId};
+use crate::group::Group;
 use crate::handle::{Completed, Progress, Slot, TransferHandle};
-use crate::resolve::{resolve, FdCache};
+use crate::proxy::Proxy;
+use crate::resolve::{resolve, FdCache, Resolved};
 use crate::stats::EngineStats;
 use crate::transfer::{SharedFd, Transfer};
 
@@ -191,6 +197,29 @@ impl LocalEngine {
     /// naming the argument, as `Engine::submit`.
     pub fn submit(&mut self, t: Transfer) -> io::Result<LocalHandle> {
         let r = resolve(&t, &self.fd_cache)?;
+        Ok(self.start(t, &r, None))
+    }
+
+    /// A two-way proxy between two connected sockets on this ring, with the semantics
+    /// of [`Engine::proxy`](crate::Engine::proxy): both directions until both have
+    /// ended, EOF half-closes the other side, an error or reset stops both, one idle
+    /// clock. Each direction ends with an [`Event::TransferDone`] named by one of
+    /// [`LocalProxyHandle::ids`]; take the result with `try_take` once both are done.
+    pub fn proxy(&mut self, p: Proxy) -> io::Result<LocalProxyHandle> {
+        p.check()?;
+        let (up, down) = p.transfers();
+        let (ru, rd) = (
+            resolve(&up, &self.fd_cache)?,
+            resolve(&down, &self.fd_cache)?,
+        );
+        let group = Arc::new(Group::default());
+        let hu = self.start(up, &ru, Some(group.clone()));
+        let hd = self.start(down, &rd, Some(group.clone()));
+        Ok(LocalProxyHandle::new(hu, hd, group))
+    }
+
+    /// Starts a resolved transfer: the inline attempt, else the executor.
+    fn start(&mut self, t: Transfer, r: &Resolved, group: Option<Arc<Group>>) -> LocalHandle {
         let id = self.next_id();
         let rec = self.ctx.recorder.clone();
         rec.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -200,14 +229,14 @@ impl LocalEngine {
             Box::new(move || {
                 rec.in_flight.fetch_sub(1, Ordering::Relaxed);
             }),
-            None,
+            group,
         );
-        let job = crate::inline::prepare(t, &r, slot.clone(), self.exec.caps(r.kind), &self.ctx);
+        let job = crate::inline::prepare(t, r, slot.clone(), self.exec.caps(r.kind), &self.ctx);
         match crate::inline::or_hand_over(job, &self.ctx) {
             Some(job) => self.exec.submit(job),
             None => self.events.push(Event::TransferDone { op: OpId(id) }),
         }
-        Ok(LocalHandle::new(slot))
+        LocalHandle::new(slot)
     }
 
     /// One turn: submits everything queued in one enter, waits at most `timeout`
@@ -259,6 +288,17 @@ impl LocalEngine {
     /// Sends all of `buf`: one [`Event::Sent`] when it is out (or failed).
     pub fn send<S: AsFd + Send + Sync + 'static>(&mut self, socket: Arc<S>, buf: Vec<u8>) -> OpId {
         self.conn(ConnOp::Send(socket as SharedFd, buf))
+    }
+
+    /// Connects `socket` (a fresh, unconnected stream socket) to `addr`: one
+    /// [`Event::Connected`]. Bound it with a `timeout` and `cancel` (the event then says
+    /// `Interrupted`).
+    pub fn connect<S: AsFd + Send + Sync + 'static>(
+        &mut self,
+        socket: Arc<S>,
+        addr: SocketAddr,
+    ) -> OpId {
+        self.conn(ConnOp::Connect(socket as SharedFd, addr))
     }
 
     /// An [`Event::Timer`] after `after`.

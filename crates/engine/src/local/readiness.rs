@@ -230,6 +230,26 @@ impl Readiness {
                     }
                 }
             },
+            ConnOp::Connect(fd, addr) => {
+                // First run: start the (non-blocking) connect; after writability, its result.
+                let result = if c.sent == 0 {
+                    c.sent = 1;
+                    sys::connect(fd.as_fd(), &sys::RawAddr::new(addr))
+                } else {
+                    sys::socket_error(fd.as_fd())
+                };
+                match result {
+                    Err(libc::EINPROGRESS | libc::EAGAIN) if c.sent == 1 => {
+                        c.sent = 2;
+                        Some((fd.as_fd().as_raw_fd(), true))
+                    }
+                    r => {
+                        let result = r.map_err(io::Error::from_raw_os_error);
+                        out.push(Event::Connected { op, result });
+                        None
+                    }
+                }
+            }
             ConnOp::Timeout(d) => {
                 // First run: arm the timer; it fires in `turn`.
                 self.timers.push(Reverse((Instant::now() + *d, id)));
@@ -296,7 +316,8 @@ impl LocalExec for Readiness {
 
     fn start_conn(&mut self, id: u64, op: ConnOp) {
         let mode = match &op {
-            ConnOp::Accept(l) => NonBlocking::acquire(l),
+            // Readiness needs non-blocking sockets; the caller's mode is back afterwards.
+            ConnOp::Accept(fd) | ConnOp::Connect(fd, _) => NonBlocking::acquire(fd),
             _ => None,
         };
         self.conns.insert(

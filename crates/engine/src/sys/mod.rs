@@ -14,6 +14,9 @@
 mod unix;
 pub(crate) use unix::*;
 
+mod connect;
+pub(crate) use connect::*;
+
 #[cfg(target_os = "linux")]
 mod epoll;
 #[cfg(target_os = "linux")]

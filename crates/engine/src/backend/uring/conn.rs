@@ -1,7 +1,8 @@
 //! Connection ops on a ring (for `LocalEngine`): multishot accept, recv, send of owned
 //! bytes, timeouts and close, each owning what the kernel uses (fd `Arc`, buffer,
-//! timespec) until its last CQE. `EAGAIN` (an `O_NONBLOCK` socket: io_uring then does
-//! not wait itself) becomes a `POLL_ADD` and the op again.
+//! timespec, socket address) until its last CQE. `EAGAIN` (an `O_NONBLOCK` socket:
+//! io_uring then does not wait itself) becomes a `POLL_ADD` and the op again; a connect
+//! answered `EINPROGRESS` becomes a `POLL_ADD(POLLOUT)` and then its `SO_ERROR`.
 
 use std::collections::HashMap;
 use std::io;
@@ -18,6 +19,7 @@ enum Kind {
     Accept(SharedFd),
     Recv(SharedFd, Vec<u8>),
     Send(SharedFd, Vec<u8>, usize),
+    Connect(SharedFd, Box<sys::RawAddr>),
     Timer(Box<types::Timespec>),
     /// The fd now belongs to the kernel's close.
     Close(i32),
@@ -40,6 +42,11 @@ impl Conn {
             Kind::Accept(fd) if self.polling => poll(fd, false),
             Kind::Recv(fd, _) if self.polling => poll(fd, false),
             Kind::Send(fd, _, _) if self.polling => poll(fd, true),
+            Kind::Connect(fd, _) if self.polling => poll(fd, true),
+            Kind::Connect(fd, addr) => {
+                opcode::Connect::new(types::Fd(fd.as_fd().as_raw_fd()), addr.as_ptr(), addr.len())
+                    .build()
+            }
             Kind::Accept(fd) => opcode::AcceptMulti::new(types::Fd(fd.as_fd().as_raw_fd()))
                 .flags(libc::SOCK_CLOEXEC)
                 .build(),
@@ -82,6 +89,7 @@ impl ConnTable {
             ConnOp::Accept(fd) => Kind::Accept(fd),
             ConnOp::Recv(fd, buf) => Kind::Recv(fd, buf),
             ConnOp::Send(fd, buf) => Kind::Send(fd, buf, 0),
+            ConnOp::Connect(fd, addr) => Kind::Connect(fd, Box::new(sys::RawAddr::new(&addr))),
             ConnOp::Timeout(d) => Kind::Timer(Box::new(types::Timespec::from(d))),
             ConnOp::Close(fd) => Kind::Close(fd.into_raw_fd()),
         };
@@ -128,11 +136,20 @@ impl ConnTable {
             if res < 0 && res != -libc::EINTR {
                 return self.end(id, c, err(res), events);
             }
+            if let Kind::Connect(fd, _) = &c.kind {
+                // Writable: the connect is over; SO_ERROR says how it went.
+                let result = sys::socket_error(fd.as_fd()).map_err(io::Error::from_raw_os_error);
+                return events.push(Event::Connected {
+                    op: OpId(id),
+                    result,
+                });
+            }
             backlog.push(c.entry().user_data(ud));
             self.ops.insert(id, c);
             return;
         }
-        if res == -libc::EAGAIN
+        let in_progress = matches!(c.kind, Kind::Connect(..)) && res == -libc::EINPROGRESS;
+        if (res == -libc::EAGAIN || in_progress)
             && !c.cancelled
             && !matches!(c.kind, Kind::Timer(_) | Kind::Close(_))
         {
@@ -196,6 +213,17 @@ impl ConnTable {
                 };
                 events.push(Event::Sent { op, buf, result });
             }
+            Kind::Connect(..) => {
+                let result = match res {
+                    0.. => Ok(()),
+                    r if r == -libc::ECANCELED => Err(io::Error::new(
+                        io::ErrorKind::Interrupted,
+                        "connect cancelled",
+                    )),
+                    r => Err(err(r)),
+                };
+                events.push(Event::Connected { op, result });
+            }
             Kind::Timer(_) => {
                 let result = match -res {
                     libc::ETIME => Ok(()),
@@ -229,6 +257,7 @@ impl ConnTable {
                 buf,
                 result: Err(e),
             },
+            Kind::Connect(..) => Event::Connected { op, result: Err(e) },
             Kind::Timer(_) => Event::Timer { op, result: Err(e) },
             Kind::Close(_) => Event::Closed { op, result: Err(e) },
         });
