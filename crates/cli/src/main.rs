@@ -2,6 +2,8 @@
 //! moving bytes on this machine (see docs/benchmarks.md).
 
 mod bench;
+mod proxy;
+mod rings;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -51,6 +53,17 @@ enum Command {
     /// let responses in flight finish (--grace) and exit 0.
     #[command(verbatim_doc_comment)]
     Serve(serve::ServeArgs),
+    /// A TCP reverse proxy on io_uring rings: splices both ways between each client and
+    /// a backend.
+    ///
+    /// Each client gets the next backend in turn (one that refuses or times out is
+    /// skipped for 2 s; when none accepts, the client is closed). Bytes flow both ways
+    /// unchanged until both directions ended; EOF on one side half-closes the other;
+    /// a reset or error on one side resets the other. Prints "listening on IP:PORT"
+    /// when ready; SIGINT/SIGTERM stop accepting, let live pairs go on for --grace
+    /// seconds, then cut them, and exit 0.
+    #[command(verbatim_doc_comment)]
+    Proxy(proxy::ProxyArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -154,6 +167,13 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("ferry serve: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Proxy(a) => match proxy::run(a) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ferry proxy: {e}");
                 ExitCode::FAILURE
             }
         },

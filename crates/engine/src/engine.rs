@@ -167,19 +167,8 @@ impl Engine {
                 rec.in_flight.fetch_sub(1, Ordering::Relaxed);
                 gate.release();
             }),
-            group.clone(),
+            group,
         );
-        if let Some(g) = &group {
-            let weak = Arc::downgrade(&slot);
-            g.join(
-                id,
-                Arc::new(move || {
-                    if let Some(s) = weak.upgrade() {
-                        s.request_cancel();
-                    }
-                }),
-            );
-        }
         let job = crate::inline::prepare(t, r, slot.clone(), self.exec.caps(r.kind), &self.ctx);
         if let Some(job) = crate::inline::or_hand_over(job, &self.ctx) {
             self.exec.submit(job);

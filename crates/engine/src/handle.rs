@@ -60,7 +60,7 @@ impl Slot {
         on_done: Box<dyn Fn() + Send + Sync>,
         group: Option<Arc<Group>>,
     ) -> Arc<Slot> {
-        Arc::new(Slot {
+        let slot = Arc::new(Slot {
             state: Mutex::new(State::default()),
             cv: Condvar::new(),
             cancel: AtomicBool::new(false),
@@ -69,7 +69,20 @@ impl Slot {
             canceller,
             on_done,
             group,
-        })
+        });
+        // A member of a group (a proxy's two directions) is stopped when another fails.
+        if let Some(g) = &slot.group {
+            let weak = Arc::downgrade(&slot);
+            g.join(
+                id,
+                Arc::new(move || {
+                    if let Some(s) = weak.upgrade() {
+                        s.request_cancel();
+                    }
+                }),
+            );
+        }
+        slot
     }
 
     /// Asks for the transfer to stop (once; later calls do nothing).

@@ -184,3 +184,46 @@ fn a_reset_on_one_side_fails_the_proxy_promptly() {
         let _ = client.read(&mut [0u8; 16]);
     }
 }
+
+#[test]
+fn a_reset_after_data_flowed_still_fails_the_proxy_promptly() {
+    let _g = serial();
+    for b in backends() {
+        let mut ring = ring(b);
+        let (mut client, mut server, h) = pair_through(&mut ring);
+        client.write_all(b"go").unwrap();
+        server.write_all(&pattern(100_000, 3)).unwrap();
+        let mut got = vec![0u8; 100_000];
+        let reader = std::thread::spawn(move || {
+            client.read_exact(&mut got).unwrap();
+            (client, got)
+        });
+        // Let the bytes through before the reset.
+        let t0 = Instant::now();
+        let mut h = h;
+        while h.bytes().1 < 100_000 {
+            ring.turn(Some(Duration::from_millis(20))).unwrap();
+            ring.events().for_each(drop);
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "{b:?}: data did not flow"
+            );
+            h = match h.try_take() {
+                Ok(r) => panic!("{b:?}: ended early: {r:?}"),
+                Err(h) => h,
+            };
+        }
+        let (_client, got) = reader.join().unwrap();
+        assert_eq!(got, pattern(100_000, 3));
+        reset_on_close(&server);
+        drop(server);
+        let t0 = Instant::now();
+        let r = finish(&mut ring, h);
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "{b:?}: took {:?}",
+            t0.elapsed()
+        );
+        assert!(r.is_err(), "{b:?}: a reset must fail the proxy: {r:?}");
+    }
+}

@@ -5,7 +5,7 @@
 //! Layout: `target` (request path → path beneath the root), `request` (head parsing),
 //! `range` and `conditional` (HTTP rules), `files` (opening beneath the root, the
 //! per-thread file cache), `respond` (request → response), `worker` (the ring loop),
-//! `listen`, `clock`, `access_log`.
+//! `clock`, `access_log`; the threads and listeners come from `crate::rings`.
 
 mod access_log;
 mod clock;
@@ -13,7 +13,6 @@ mod conditional;
 mod files;
 #[cfg(test)]
 mod fuzz;
-mod listen;
 mod range;
 mod request;
 mod respond;
@@ -23,11 +22,11 @@ mod worker;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_engine::LocalEngine;
+
+use crate::rings::{self, Rings};
 
 use files::{FileCache, Root};
 use respond::Site;
@@ -82,20 +81,12 @@ fn parse_secs(s: &str) -> Result<f64, String> {
 /// Runs the server until SIGINT/SIGTERM; returns once every thread has finished.
 pub fn run(args: ServeArgs) -> io::Result<()> {
     let root = Root::open(&args.root)?;
-    let threads = args.threads.map_or_else(
-        || std::thread::available_parallelism().map_or(1, |n| n.get()),
-        |n| n as usize,
-    );
+    let threads = rings::thread_count(args.threads);
     let log = args
         .access_log
         .as_deref()
         .map(access_log::Sink::open)
         .transpose()?;
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone())?;
-    }
-    let (listeners, addr) = listen::reuseport_listeners(args.listen, threads)?;
     let limits = Limits {
         max_connections: (args.max_connections as usize).div_ceil(threads),
         header_timeout: Duration::from_secs_f64(args.header_timeout),
@@ -103,48 +94,26 @@ pub fn run(args: ServeArgs) -> io::Result<()> {
         send_timeout: Duration::from_secs_f64(args.send_timeout),
         grace: Duration::from_secs_f64(args.grace),
     };
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let mut handles = Vec::new();
-    for (i, listener) in listeners.into_iter().enumerate() {
+    let small = args.memory_cache_max;
+    let rings = Rings::start("ferry-serve", args.listen, threads, |_| {
         let root = root.try_clone()?;
         let limits = limits.clone();
         let log = log.as_ref().map(|s| s.writer()).transpose()?;
-        let stop = stop.clone();
-        let ready = ready_tx.clone();
-        let small = args.memory_cache_max;
-        let h = std::thread::Builder::new()
-            .name(format!("ferry-serve-{i}"))
-            .spawn(move || -> io::Result<()> {
-                let ring = LocalEngine::new();
-                let _ = ready.send(
-                    ring.as_ref()
-                        .map(|r| r.backend())
-                        .map_err(|e| e.to_string()),
-                );
-                let cache = FileCache::new(Duration::from_secs(1), 4096, small);
-                Worker::new(ring?, Site::new(root, cache), listener, limits, log, stop).run()
-            })?;
-        handles.push(h);
-    }
-    drop(ready_tx);
-    let mut backend = None;
-    for r in ready_rx.iter().take(threads) {
-        backend = Some(r.map_err(|e| io::Error::other(format!("cannot start a ring: {e}")))?);
-    }
+        Ok(move |ring: LocalEngine, listener, stop| {
+            let cache = FileCache::new(Duration::from_secs(1), 4096, small);
+            Worker::new(ring, Site::new(root, cache), listener, limits, log, stop).run()
+        })
+    })?;
     println!(
-        "ferry serve: listening on http://{addr} ({threads} thread{}, backend {:?}, root {}, containment {})",
-        if threads == 1 { "" } else { "s" },
-        backend.expect("at least one thread"),
+        "ferry serve: listening on http://{} ({}, root {}, containment {})",
+        rings.addr,
+        rings.describe(),
         args.root.display(),
-        if root.uses_openat2() { "openat2" } else { "component walk" },
+        if root.uses_openat2() {
+            "openat2"
+        } else {
+            "component walk"
+        },
     );
-    let mut first_err = None;
-    for h in handles {
-        match h.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => first_err = first_err.or(Some(e)),
-            Err(_) => first_err = first_err.or(Some(io::Error::other("a server thread panicked"))),
-        }
-    }
-    first_err.map_or(Ok(()), Err)
+    rings.join()
 }

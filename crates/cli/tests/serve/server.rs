@@ -15,6 +15,8 @@ pub struct Server {
     pub root: tempfile::TempDir,
     /// What the server printed on its ready line (backend, containment).
     pub banner: String,
+    /// Stopped on purpose (`stop`): its exit is expected.
+    stopped: bool,
 }
 
 impl Server {
@@ -55,6 +57,7 @@ impl Server {
             addr,
             root,
             banner,
+            stopped: false,
         }
     }
 
@@ -84,6 +87,7 @@ impl Server {
         let start = Instant::now();
         loop {
             if let Some(st) = self.child.try_wait().expect("wait") {
+                self.stopped = true;
                 return st;
             }
             assert!(
@@ -138,8 +142,20 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // The process must still be running: a server that died (a panicking thread
+        // exits it) fails the test that used it.
+        let died = if self.stopped {
+            None
+        } else {
+            self.child.try_wait().ok().flatten()
+        };
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(st) = died {
+            if !std::thread::panicking() {
+                panic!("the server process died during the test: {st}");
+            }
+        }
     }
 }
 

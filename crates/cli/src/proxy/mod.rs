@@ -1,0 +1,84 @@
+//! `ferry proxy`: a TCP (layer 4) reverse proxy, one `LocalEngine` ring per thread;
+//! each client is joined to a backend (round robin) by the engine's two-way proxy.
+//! Layout: `backends` (round robin, down marks), `proxy_protocol` (the optional
+//! PROXY header), `worker` (the ring loop); threads and listeners from `crate::rings`.
+//! See docs/proxy.md.
+
+mod backends;
+mod proxy_protocol;
+mod worker;
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ferry_engine::LocalEngine;
+
+use crate::rings::{self, Rings};
+use worker::{Settings, Worker};
+
+#[derive(clap::Args, Debug)]
+pub struct ProxyArgs {
+    /// Address to listen on; port 0 picks a free port (printed when ready).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// A backend to forward to (repeat for several: round robin; one that refuses or
+    /// times out is skipped for 2 s and the client tries the next).
+    #[arg(long = "backend", value_name = "ADDR", required = true)]
+    pub backends: Vec<SocketAddr>,
+    /// Proxy threads, each with its own io_uring ring and SO_REUSEPORT listener
+    /// (default: the number of CPUs).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub threads: Option<u64>,
+    /// Seconds a pair may go without a byte moving either way before both sides are closed.
+    #[arg(long, default_value_t = 300.0, value_name = "SECS", value_parser = parse_secs)]
+    pub idle_timeout: f64,
+    /// Seconds a backend has to accept a connection before the next one is tried.
+    #[arg(long, default_value_t = 5.0, value_name = "SECS", value_parser = parse_secs)]
+    pub connect_timeout: f64,
+    /// Most client connections at once; connections past it are closed at once.
+    #[arg(long, default_value_t = 10_000, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+    /// After SIGINT/SIGTERM, seconds live pairs may go on before they are cut.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS", value_parser = parse_secs)]
+    pub grace: f64,
+    /// Send a PROXY protocol header (v1 text or v2 binary) to the backend first, so it
+    /// sees the client's address (HAProxy's send-proxy / send-proxy-v2).
+    #[arg(long, value_name = "VERSION")]
+    pub send_proxy: Option<proxy_protocol::Version>,
+}
+
+fn parse_secs(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 86_400.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds in (0, 86400]")),
+    }
+}
+
+/// Runs the proxy until SIGINT/SIGTERM; returns once every thread has finished.
+pub fn run(args: ProxyArgs) -> io::Result<()> {
+    let threads = rings::thread_count(args.threads);
+    let settings = Settings {
+        backends: args.backends.clone(),
+        idle_timeout: Duration::from_secs_f64(args.idle_timeout),
+        connect_timeout: Duration::from_secs_f64(args.connect_timeout),
+        max_connections: (args.max_connections as usize).div_ceil(threads),
+        grace: Duration::from_secs_f64(args.grace),
+        send_proxy: args.send_proxy,
+    };
+    let rings = Rings::start("ferry-proxy", args.listen, threads, |i| {
+        let settings = settings.clone();
+        Ok(move |ring: LocalEngine, listener, stop| {
+            Worker::new(ring, listener, settings, i, stop).run()
+        })
+    })?;
+    let backends: Vec<String> = args.backends.iter().map(|b| b.to_string()).collect();
+    println!(
+        "ferry proxy: listening on {} ({}, backends {})",
+        rings.addr,
+        rings.describe(),
+        backends.join(", ")
+    );
+    rings.join()
+}

@@ -1,0 +1,341 @@
+//! One proxy thread: a `LocalEngine` ring running every pair of its listener — accept,
+//! connect to a backend (round robin, the next one on refusal or timeout), the optional
+//! PROXY protocol header, then the engine's two-way proxy — with no other thread.
+//!
+//! A pair is closed when both directions have ended. A direction that failed on a
+//! kernel error (a reset, a dead peer) closes both sockets with `SO_LINGER 0`, so the
+//! other side sees a reset too, never a clean end of a truncated stream.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferry_engine::{Event, LocalEngine, LocalProxyHandle, OpId, Proxy, ProxyError};
+use slab::Slab;
+use socket2::{Domain, SockRef, Socket, Type};
+
+use super::backends::Backends;
+use super::proxy_protocol::{self, Version};
+
+const SWEEP: Duration = Duration::from_millis(100);
+
+/// What every thread of `ferry proxy` runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub backends: Vec<SocketAddr>,
+    pub idle_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Per thread.
+    pub max_connections: usize,
+    pub grace: Duration,
+    pub send_proxy: Option<Version>,
+}
+
+enum State {
+    Connecting {
+        op: OpId,
+        server: Arc<Socket>,
+        backend: usize,
+        tries: usize,
+        deadline: Instant,
+        cancelled: bool,
+    },
+    /// The PROXY protocol header is being sent.
+    Header {
+        op: OpId,
+        server: Arc<Socket>,
+    },
+    Running(LocalProxyHandle, Arc<Socket>),
+}
+
+struct Pair {
+    client: Arc<TcpStream>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    state: State,
+}
+
+pub struct Worker {
+    ring: LocalEngine,
+    listener: Option<Arc<TcpListener>>,
+    accept: Option<OpId>,
+    backends: Backends,
+    pairs: Slab<Pair>,
+    ops: HashMap<OpId, usize>,
+    settings: Settings,
+    stop: Arc<AtomicBool>,
+}
+
+impl Worker {
+    pub fn new(
+        ring: LocalEngine,
+        listener: TcpListener,
+        settings: Settings,
+        thread: usize,
+        stop: Arc<AtomicBool>,
+    ) -> Worker {
+        Worker {
+            ring,
+            listener: Some(Arc::new(listener)),
+            accept: None,
+            backends: Backends::new(settings.backends.clone(), thread),
+            pairs: Slab::new(),
+            ops: HashMap::new(),
+            settings,
+            stop,
+        }
+    }
+
+    /// Proxies until the stop flag is raised; then lets live pairs finish within the
+    /// grace period, cancels the rest, and returns when every pair is closed.
+    pub fn run(mut self) -> io::Result<()> {
+        if let Some(l) = &self.listener {
+            self.accept = Some(self.ring.accept(l.clone()));
+        }
+        let mut next_sweep = Instant::now() + SWEEP;
+        let mut grace_until: Option<Instant> = None;
+        let mut cut = false;
+        loop {
+            let now = Instant::now();
+            if grace_until.is_none() && self.stop.load(Ordering::Relaxed) {
+                grace_until = Some(now + self.settings.grace);
+                if let Some(op) = self.accept.take() {
+                    self.ring.cancel(op);
+                }
+                self.listener = None;
+            }
+            if let Some(until) = grace_until {
+                if self.pairs.is_empty() {
+                    return Ok(());
+                }
+                if now >= until && !cut {
+                    cut = true;
+                    self.cancel_all();
+                }
+                if now >= until + Duration::from_secs(5) {
+                    return Ok(()); // dropping the ring ends what is left
+                }
+            }
+            self.ring.turn(Some(SWEEP))?;
+            let events: Vec<Event> = self.ring.events().collect();
+            let now = Instant::now();
+            for ev in events {
+                self.on_event(ev, now);
+            }
+            if now >= next_sweep {
+                self.sweep(now);
+                next_sweep = now + SWEEP;
+            }
+        }
+    }
+
+    fn on_event(&mut self, ev: Event, now: Instant) {
+        match ev {
+            Event::Accepted { conn, .. } => match conn {
+                Ok(fd) => self.accepted(TcpStream::from(fd), now),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    if let Some(l) = &self.listener {
+                        self.accept = Some(self.ring.accept(l.clone()));
+                    }
+                }
+            },
+            Event::Connected { op, result } => {
+                if let Some(k) = self.ops.remove(&op) {
+                    self.connected(k, result, now);
+                }
+            }
+            Event::Sent { op, result, .. } => {
+                let Some(k) = self.ops.remove(&op) else {
+                    return;
+                };
+                let State::Header { server, .. } = &self.pairs[k].state else {
+                    return;
+                };
+                let server = server.clone();
+                match result {
+                    Ok(_) => self.start_proxy(k, server),
+                    Err(_) => self.close(k, true),
+                }
+            }
+            Event::TransferDone { op } => {
+                let Some(k) = self.ops.remove(&op) else {
+                    return;
+                };
+                let finished = matches!(self.pairs.get(k), Some(Pair { state: State::Running(h, _), .. }) if h.is_finished());
+                if finished {
+                    self.finished(k);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn accepted(&mut self, client: TcpStream, now: Instant) {
+        if self.pairs.len() >= self.settings.max_connections || self.listener.is_none() {
+            return; // closed at once: refused, not queued
+        }
+        let _ = client.set_nodelay(true);
+        let (Ok(peer), Ok(local)) = (client.peer_addr(), client.local_addr()) else {
+            return; // already gone
+        };
+        let (backend, addr) = self.backends.pick(now);
+        let k = self.pairs.vacant_key();
+        match self.connect(k, backend, addr, 1, now) {
+            Some(state) => {
+                self.pairs.insert(Pair {
+                    client: Arc::new(client),
+                    peer,
+                    local,
+                    state,
+                });
+            }
+            None => drop(client),
+        }
+    }
+
+    /// Starts a connect of pair `k` to backend `i`; `None` when no socket could be made.
+    fn connect(
+        &mut self,
+        k: usize,
+        i: usize,
+        addr: SocketAddr,
+        tries: usize,
+        now: Instant,
+    ) -> Option<State> {
+        let s = Socket::new(Domain::for_address(addr), Type::STREAM, None).ok()?;
+        let _ = s.set_tcp_nodelay(true);
+        let server = Arc::new(s);
+        let op = self.ring.connect(server.clone(), addr);
+        self.ops.insert(op, k);
+        Some(State::Connecting {
+            op,
+            server,
+            backend: i,
+            tries,
+            deadline: now + self.settings.connect_timeout,
+            cancelled: false,
+        })
+    }
+
+    fn connected(&mut self, k: usize, result: io::Result<()>, now: Instant) {
+        let State::Connecting {
+            server,
+            backend,
+            tries,
+            ..
+        } = &self.pairs[k].state
+        else {
+            return;
+        };
+        let (server, backend, tries) = (server.clone(), *backend, *tries);
+        if result.is_err() {
+            // Refused, unreachable or timed out: skip it for a while, try the next one.
+            self.backends.mark_down(backend, now);
+            if tries >= self.backends.len() || self.listener.is_none() {
+                return self.close(k, false);
+            }
+            let (next, addr) = self.backends.after(backend);
+            match self.connect(k, next, addr, tries + 1, now) {
+                Some(state) => self.pairs[k].state = state,
+                None => self.close(k, false),
+            }
+            return;
+        }
+        self.backends.mark_up(backend);
+        let p = &mut self.pairs[k];
+        match self.settings.send_proxy {
+            Some(v) => {
+                let op = self
+                    .ring
+                    .send(server.clone(), proxy_protocol::header(v, p.peer, p.local));
+                p.state = State::Header { op, server };
+                self.ops.insert(op, k);
+            }
+            None => self.start_proxy(k, server),
+        }
+    }
+
+    fn start_proxy(&mut self, k: usize, server: Arc<Socket>) {
+        let p = &mut self.pairs[k];
+        let _ = server.set_nonblocking(true);
+        let _ = p.client.set_nonblocking(true);
+        let proxy =
+            Proxy::new(p.client.clone(), server.clone()).idle_timeout(self.settings.idle_timeout);
+        match self.ring.proxy(proxy) {
+            Ok(h) => {
+                for id in h.ids() {
+                    self.ops.insert(id, k);
+                }
+                self.pairs[k].state = State::Running(h, server);
+            }
+            Err(_) => self.close(k, true),
+        }
+    }
+
+    /// Both directions have ended: close the pair, with resets when a side failed.
+    fn finished(&mut self, k: usize) {
+        let p = self.pairs.remove(k);
+        let State::Running(h, server) = p.state else {
+            return;
+        };
+        // Both directions may end in one batch: the other's event must not find a
+        // reused slot.
+        for id in h.ids() {
+            self.ops.remove(&id);
+        }
+        let reset = match h.try_take() {
+            Ok(Ok(_)) => false,
+            // A kernel error (reset, dead peer): pass it on as a reset. Timeouts and
+            // cancels end with a clean close.
+            Ok(Err(e)) => ProxyError::of(&e).and_then(|pe| pe.errno).is_some(),
+            Err(_) => true,
+        };
+        if reset {
+            let _ = SockRef::from(&*p.client).set_linger(Some(Duration::ZERO));
+            let _ = server.set_linger(Some(Duration::ZERO));
+        }
+    }
+
+    /// Closes pair `k` now (no proxy running): the client, and the server if any.
+    fn close(&mut self, k: usize, reset: bool) {
+        let p = self.pairs.remove(k);
+        if reset {
+            let _ = SockRef::from(&*p.client).set_linger(Some(Duration::ZERO));
+        }
+    }
+
+    fn sweep(&mut self, now: Instant) {
+        for (_, p) in self.pairs.iter_mut() {
+            if let State::Connecting {
+                op,
+                deadline,
+                cancelled,
+                ..
+            } = &mut p.state
+            {
+                if *deadline <= now && !*cancelled {
+                    *cancelled = true;
+                    self.ring.cancel(*op);
+                }
+            }
+        }
+    }
+
+    fn cancel_all(&mut self) {
+        for (_, p) in self.pairs.iter_mut() {
+            match &mut p.state {
+                State::Running(h, _) => h.cancel(),
+                State::Connecting { op, cancelled, .. } if !*cancelled => {
+                    *cancelled = true;
+                    self.ring.cancel(*op);
+                }
+                State::Header { op, .. } => self.ring.cancel(*op),
+                _ => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! Thread-per-core servers (`ferry serve`, `ferry proxy`): one `LocalEngine` ring and
+//! one `SO_REUSEPORT` listener per thread, so a connection lives on one thread from
+//! accept to close and the kernel spreads new connections over the threads; SIGINT and
+//! SIGTERM raise one shared stop flag that every thread checks between turns.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use ferry_engine::{Backend, LocalEngine};
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// The running server threads.
+pub struct Rings {
+    /// The address really listened on (port 0 resolved).
+    pub addr: SocketAddr,
+    pub threads: usize,
+    /// What the rings run on (io_uring or the readiness fallback).
+    pub backend: Backend,
+    handles: Vec<JoinHandle<io::Result<()>>>,
+}
+
+/// `--threads`, or the number of CPUs.
+pub fn thread_count(threads: Option<u64>) -> usize {
+    threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        |n| n as usize,
+    )
+}
+
+impl Rings {
+    /// Binds `threads` listeners on `listen` and starts one thread per listener named
+    /// `name-i`; `per_thread(i)` (on this thread) prepares what thread `i` runs with its
+    /// ring, listener and the stop flag. Returns once every ring exists.
+    pub fn start<F, W>(
+        name: &str,
+        listen: SocketAddr,
+        threads: usize,
+        mut per_thread: F,
+    ) -> io::Result<Rings>
+    where
+        F: FnMut(usize) -> io::Result<W>,
+        W: FnOnce(LocalEngine, TcpListener, Arc<AtomicBool>) -> io::Result<()> + Send + 'static,
+    {
+        let stop = Arc::new(AtomicBool::new(false));
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register(sig, stop.clone())?;
+        }
+        let (listeners, addr) = reuseport_listeners(listen, threads)?;
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let mut handles = Vec::new();
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let work = per_thread(i)?;
+            let (stop, ready) = (stop.clone(), ready_tx.clone());
+            let h = std::thread::Builder::new()
+                .name(format!("{name}-{i}"))
+                .spawn(move || -> io::Result<()> {
+                    let ring = LocalEngine::new();
+                    let _ = ready.send(
+                        ring.as_ref()
+                            .map(|r| r.backend())
+                            .map_err(|e| e.to_string()),
+                    );
+                    let ring = ring?;
+                    // A thread that panicked would leave its listener accepting into a
+                    // queue nobody serves: the whole process goes instead, loudly.
+                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        work(ring, listener, stop)
+                    })) {
+                        Ok(r) => r,
+                        Err(_) => {
+                            eprintln!("a server thread panicked; exiting");
+                            std::process::exit(101);
+                        }
+                    }
+                })?;
+            handles.push(h);
+        }
+        drop(ready_tx);
+        let mut backend = Backend::Auto;
+        for r in ready_rx.iter().take(threads) {
+            backend = r.map_err(|e| io::Error::other(format!("cannot start a ring: {e}")))?;
+        }
+        Ok(Rings {
+            addr,
+            threads,
+            backend,
+            handles,
+        })
+    }
+
+    /// `"N thread(s), backend B"` for the ready line.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} thread{}, backend {:?}",
+            self.threads,
+            if self.threads == 1 { "" } else { "s" },
+            self.backend
+        )
+    }
+
+    /// Waits for every thread; the first error is the result.
+    pub fn join(self) -> io::Result<()> {
+        let mut first_err = None;
+        for h in self.handles {
+            match h.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => first_err = first_err.or(Some(e)),
+                Err(_) => {
+                    first_err = first_err.or(Some(io::Error::other("a server thread panicked")))
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+/// `n` listeners bound to `addr`; port 0 picks a free port, shared by all of them.
+fn reuseport_listeners(addr: SocketAddr, n: usize) -> io::Result<(Vec<TcpListener>, SocketAddr)> {
+    let mut out = Vec::with_capacity(n);
+    let mut bound = addr;
+    for _ in 0..n.max(1) {
+        let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        s.set_reuse_address(true)?;
+        s.set_reuse_port(true)?;
+        s.bind(&bound.into())
+            .map_err(|e| io::Error::new(e.kind(), format!("--listen {addr}: {e}")))?;
+        s.listen(4096)?;
+        if bound.port() == 0 {
+            bound = s
+                .local_addr()?
+                .as_socket()
+                .ok_or_else(|| io::Error::other("listener has no socket address"))?;
+        }
+        out.push(TcpListener::from(s));
+    }
+    Ok((out, bound))
+}

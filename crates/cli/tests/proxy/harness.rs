@@ -1,0 +1,211 @@
+//! A real `ferry proxy` process and real backends on loopback. The proxy runs whatever
+//! backend `FERRY_BACKEND` says (the suite runs once with io_uring and once with the
+//! readiness fallback).
+#![allow(dead_code)] // each test binary uses a part of these helpers
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub struct ProxyProc {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub banner: String,
+    /// Stopped on purpose (`stop`): its exit is expected.
+    stopped: bool,
+}
+
+impl ProxyProc {
+    pub fn start(backends: &[SocketAddr], flags: &[&str]) -> ProxyProc {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        cmd.args(["proxy", "--listen", "127.0.0.1:0"]);
+        if !flags.contains(&"--threads") {
+            cmd.args(["--threads", "2"]);
+        }
+        for b in backends {
+            cmd.arg("--backend").arg(b.to_string());
+        }
+        let mut child = cmd
+            .args(flags)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn ferry proxy");
+        let mut banner = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut banner)
+            .unwrap();
+        let addr = banner
+            .split("listening on ")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no address in {banner:?}"))
+            .parse()
+            .unwrap();
+        ProxyProc {
+            child,
+            addr,
+            banner,
+            stopped: false,
+        }
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s
+    }
+
+    /// Socket fds of the proxy process.
+    pub fn sockets(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read_link(e.path())
+                    .is_ok_and(|t| t.to_string_lossy().starts_with("socket:"))
+            })
+            .count()
+    }
+
+    /// Waits (≤ `within`) until the proxy holds at most `n` sockets.
+    pub fn wait_sockets(&self, n: usize, within: Duration) {
+        let start = Instant::now();
+        while self.sockets() > n {
+            assert!(
+                start.elapsed() < within,
+                "proxy holds {} sockets, baseline {n}",
+                self.sockets()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// utime + stime of the proxy, in clock ticks.
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        let f: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    }
+
+    pub fn stop(mut self, within: Duration) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let start = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                self.stopped = true;
+                return st;
+            }
+            assert!(
+                start.elapsed() < within,
+                "ferry proxy did not exit within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ProxyProc {
+    fn drop(&mut self) {
+        // The process must still be running: a server that died (a panicking thread
+        // exits it) fails the test that used it.
+        let died = if self.stopped {
+            None
+        } else {
+            self.child.try_wait().ok().flatten()
+        };
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(st) = died {
+            if !std::thread::panicking() {
+                panic!("the server process died during the test: {st}");
+            }
+        }
+    }
+}
+
+/// A backend: a listener whose connections are each handled by `serve` on a thread.
+pub struct Backend {
+    pub addr: SocketAddr,
+    _accept: JoinHandle<()>,
+}
+
+impl Backend {
+    pub fn start(serve: impl Fn(TcpStream) + Send + Sync + Clone + 'static) -> Backend {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let accept = std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(c) = c else { return };
+                let serve = serve.clone();
+                std::thread::spawn(move || serve(c));
+            }
+        });
+        Backend {
+            addr,
+            _accept: accept,
+        }
+    }
+
+    /// Echoes every byte back, half-closing after the client's EOF.
+    pub fn echo() -> Backend {
+        Backend::start(|mut c| {
+            let mut r = c.try_clone().unwrap();
+            let _ = std::io::copy(&mut r, &mut c);
+            let _ = c.shutdown(Shutdown::Write);
+        })
+    }
+}
+
+/// An address where nothing listens.
+pub fn dead_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+pub fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    (0..len as u64)
+        .map(|i| ((i.wrapping_mul(2654435761) >> 7) as u32 ^ seed) as u8)
+        .collect()
+}
+
+/// Reads until EOF; `Err` kind when the stream ended with an error (a reset).
+pub fn read_all(s: &mut TcpStream) -> (Vec<u8>, Option<std::io::ErrorKind>) {
+    let mut all = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return (all, None),
+            Ok(n) => all.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return (all, Some(e.kind())),
+        }
+    }
+}
+
+/// Sets SO_LINGER 0: closing sends a reset.
+pub fn reset_on_close(s: &TcpStream) {
+    socket2::SockRef::from(s)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+}
+
+/// Writes all of `data` then half-closes, on a thread.
+pub fn send_then_eof(mut s: TcpStream, data: Vec<u8>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        s.write_all(&data).unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+    })
+}
