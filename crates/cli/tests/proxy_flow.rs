@@ -203,3 +203,96 @@ fn sigterm_lets_a_live_pair_finish_then_exits_zero() {
         "still accepting"
     );
 }
+
+#[test]
+fn curl_through_the_proxy_to_ferry_serve_reuses_its_connection() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("f.bin"), pattern(300_000, 4)).unwrap();
+    let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--threads",
+            "1",
+            "--root",
+        ])
+        .arg(root.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(serve.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let origin: std::net::SocketAddr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let proxy = ProxyProc::start(&[origin], &[]);
+    let url = format!("http://{}/f.bin", proxy.addr);
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-v", "--fail", &url, &url, "-o", "/dev/null", "-o"])
+        .arg(root.path().join("copy"))
+        .output()
+        .expect("curl is installed by scripts/install-test-deps.sh");
+    let _ = serve.kill();
+    let _ = serve.wait();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("Re-using existing connection") || err.contains("Reusing existing"),
+        "{err}"
+    );
+    assert!(std::fs::read(root.path().join("copy")).unwrap() == pattern(300_000, 4));
+}
+
+#[test]
+fn a_thousand_idle_pairs_hold_no_pipes_and_all_still_work() {
+    // 1000 client sockets and 1000 backend sockets live in this test process.
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let lim = getrlimit(Resource::Nofile);
+    if lim.current.is_some_and(|c| c < 4096) {
+        let raised = Rlimit {
+            current: lim.maximum.map(|m| m.min(8192)),
+            maximum: lim.maximum,
+        };
+        setrlimit(Resource::Nofile, raised).unwrap();
+    }
+    let backend = Backend::echo();
+    let proxy = ProxyProc::start(&[backend.addr], &[]);
+    let mut pairs: Vec<std::net::TcpStream> = (0..1000)
+        .map(|i| {
+            let mut c = proxy.connect();
+            c.write_all(&[i as u8]).unwrap();
+            let mut b = [0u8; 1];
+            c.read_exact(&mut b).unwrap();
+            c
+        })
+        .collect();
+    let pipes = std::fs::read_dir(format!("/proc/{}/fd", proxy.child.id()))
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().starts_with("pipe:"))
+        })
+        .count();
+    // Idle directions hold no pipe; the pools keep at most 64 idle pipes per thread.
+    assert!(pipes <= 2 * 2 * 64, "{pipes} pipe ends for 1000 idle pairs");
+    assert!(
+        proxy.sockets() >= 2000,
+        "pairs were dropped: {} sockets",
+        proxy.sockets()
+    );
+    for (i, c) in pairs.iter_mut().enumerate() {
+        c.write_all(&[i as u8, 1]).unwrap();
+        let mut b = [0u8; 2];
+        c.read_exact(&mut b).unwrap();
+        assert_eq!(b, [i as u8, 1]);
+    }
+}
