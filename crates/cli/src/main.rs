@@ -77,10 +77,13 @@ struct BenchArgs {
     /// Write latency percentile curves of the request-response cases as SVG.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
-    /// Only these scenarios: file-to-socket, socket-to-socket, request-response, file-to-file.
+    /// Only these scenarios: file-to-socket, socket-to-socket, request-response,
+    /// file-to-file, http-static (nginx vs ferry serve), tcp-proxy (HAProxy vs ferry proxy).
     #[arg(long, value_parser = parse_scenario)]
     scenario: Vec<Scenario>,
-    /// Only these methods: read-write, std-copy, sendfile, splice, engine-uring, engine-blocking, engine-local.
+    /// Only these methods: read-write, std-copy, sendfile, splice, engine-uring,
+    /// engine-blocking, engine-local; nginx, nginx-nopush-off, ferry-serve (http-static);
+    /// haproxy, haproxy-splice, ferry-proxy (tcp-proxy).
     #[arg(long, value_parser = parse_method)]
     method: Vec<Method>,
     /// Payload sizes (e.g. 4K, 64KiB, 1M, 256MiB).

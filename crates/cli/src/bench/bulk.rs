@@ -152,8 +152,13 @@ where
             let h = ring.submit(t)?;
             ring.wait(h)?;
         }
-        Method::Nginx | Method::NginxNoPush | Method::FerryServe => {
-            return Err(fail("HTTP servers run only in http-static"))
+        Method::Nginx
+        | Method::NginxNoPush
+        | Method::FerryServe
+        | Method::Haproxy
+        | Method::HaproxySplice
+        | Method::FerryProxy => {
+            return Err(fail("servers and proxies run only in their own scenarios"))
         }
     }
     Ok(())
@@ -319,8 +324,13 @@ pub fn socket_to_socket(
             ring.wait(h)?;
         }
         Method::Sendfile => return Err(fail("sendfile does not apply to socket-to-socket")),
-        Method::Nginx | Method::NginxNoPush | Method::FerryServe => {
-            return Err(fail("HTTP servers run only in http-static"))
+        Method::Nginx
+        | Method::NginxNoPush
+        | Method::FerryServe
+        | Method::Haproxy
+        | Method::HaproxySplice
+        | Method::FerryProxy => {
+            return Err(fail("servers and proxies run only in their own scenarios"))
         }
     }
     outbound.shutdown(Shutdown::Write)?;

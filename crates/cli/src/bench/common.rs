@@ -22,10 +22,16 @@ pub enum Method {
     NginxNoPush,
     /// `ferry serve` serving the file (http-static).
     FerryServe,
+    /// HAProxy, TCP mode, `option splice-auto` (tcp-proxy).
+    Haproxy,
+    /// HAProxy, TCP mode, splice both ways through 1 MiB pipes (tcp-proxy).
+    HaproxySplice,
+    /// `ferry proxy` (tcp-proxy).
+    FerryProxy,
 }
 
 impl Method {
-    pub const ALL: [Method; 10] = [
+    pub const ALL: [Method; 13] = [
         Method::ReadWrite,
         Method::StdCopy,
         Method::Sendfile,
@@ -36,6 +42,9 @@ impl Method {
         Method::Nginx,
         Method::NginxNoPush,
         Method::FerryServe,
+        Method::Haproxy,
+        Method::HaproxySplice,
+        Method::FerryProxy,
     ];
 
     pub fn name(self) -> &'static str {
@@ -50,6 +59,9 @@ impl Method {
             Method::Nginx => "nginx",
             Method::NginxNoPush => "nginx-nopush-off",
             Method::FerryServe => "ferry-serve",
+            Method::Haproxy => "haproxy",
+            Method::HaproxySplice => "haproxy-splice",
+            Method::FerryProxy => "ferry-proxy",
         }
     }
 
@@ -60,16 +72,22 @@ impl Method {
     pub fn is_ferry(self) -> bool {
         matches!(
             self,
-            Method::EngineUring | Method::EngineBlocking | Method::EngineLocal | Method::FerryServe
+            Method::EngineUring
+                | Method::EngineBlocking
+                | Method::EngineLocal
+                | Method::FerryServe
+                | Method::FerryProxy
         )
     }
 
-    /// A whole server (http-static) rather than a way of moving bytes.
-    pub fn is_server(self) -> bool {
-        matches!(
-            self,
-            Method::Nginx | Method::NginxNoPush | Method::FerryServe
-        )
+    /// The scenario family a method belongs to: byte movers (every scenario but the
+    /// two below), HTTP servers (http-static) or TCP proxies (tcp-proxy).
+    pub fn family(self) -> Scenario {
+        match self {
+            Method::Nginx | Method::NginxNoPush | Method::FerryServe => Scenario::HttpStatic,
+            Method::Haproxy | Method::HaproxySplice | Method::FerryProxy => Scenario::TcpProxy,
+            _ => Scenario::FileToSocket,
+        }
     }
 }
 
@@ -82,15 +100,18 @@ pub enum Scenario {
     FileToFile,
     /// nginx against `ferry serve` under wrk.
     HttpStatic,
+    /// HAProxy against `ferry proxy`.
+    TcpProxy,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::FileToSocket,
         Scenario::SocketToSocket,
         Scenario::RequestResponse,
         Scenario::FileToFile,
         Scenario::HttpStatic,
+        Scenario::TcpProxy,
     ];
 
     pub fn name(self) -> &'static str {
@@ -100,6 +121,7 @@ impl Scenario {
             Scenario::RequestResponse => "request-response",
             Scenario::FileToFile => "file-to-file",
             Scenario::HttpStatic => "http-static",
+            Scenario::TcpProxy => "tcp-proxy",
         }
     }
 
@@ -110,12 +132,10 @@ impl Scenario {
     /// Whether `m` is compared in this scenario at all: servers in http-static, byte
     /// movers everywhere else. (Methods of the other family are left out of the table.)
     pub fn compares(self, m: Method) -> bool {
-        m.is_server() == (self == Scenario::HttpStatic)
-    }
-
-    /// Scenarios measured per request (req/s, latency percentiles, CPU per request).
-    pub fn per_request(self) -> bool {
-        matches!(self, Scenario::RequestResponse | Scenario::HttpStatic)
+        match self {
+            Scenario::HttpStatic | Scenario::TcpProxy => m.family() == self,
+            _ => m.family() == Scenario::FileToSocket,
+        }
     }
 
     /// Why a method does not apply here, if it does not.

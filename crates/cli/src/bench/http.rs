@@ -9,28 +9,11 @@
 //! CPU 1 (through `taskset`). The untimed first run fetches the file once from each
 //! server with a raw client and checks status, length and every byte.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-use super::common::{fail, new_hist, Checksum, Method, PeerLatency, RunResult};
-
-/// A server under test: its process and address.
-pub struct Peer {
-    child: Child,
-    addr: SocketAddr,
-    /// What it is, for messages.
-    name: &'static str,
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use super::common::{fail, new_hist, Checksum, Method, RunResult};
+use super::peers::{self, Peer};
 
 /// Both servers over one root, started once per `ferry bench` run; a server that
 /// cannot run is the reason why.
@@ -42,36 +25,32 @@ pub struct Servers {
     pin: bool,
 }
 
-fn find(prog: &str) -> Option<PathBuf> {
-    super::header::which(prog).map(PathBuf::from)
-}
-
-/// `taskset -c CPU prog` when pinning, else `prog`.
-fn command(prog: &Path, cpu: Option<usize>) -> Command {
-    match cpu {
-        Some(cpu) => {
-            let mut c = Command::new("taskset");
-            c.arg("-c").arg(cpu.to_string()).arg(prog);
-            c
-        }
-        None => Command::new(prog),
-    }
-}
-
 impl Servers {
     /// Starts nginx and `ferry serve` on `root` (nginx's own files go under
     /// `root/.nginx`). Absent peers are reasons, not errors.
     pub fn start(root: &Path, pin: bool) -> Servers {
         let server_cpu = pin.then_some(0);
-        let wrk = find("wrk")
+        let wrk = peers::find("wrk")
             .ok_or_else(|| "not run: wrk not installed (scripts/install-peers.sh)".to_string());
-        let nginx = |nopush: bool| match find("nginx") {
+        let nginx = |nopush: bool| match peers::find("nginx") {
             None => Err("not run: nginx not installed (scripts/install-peers.sh)".to_string()),
-            Some(bin) => start_nginx(&bin, root, server_cpu, nopush)
+            Some(bin) => peers::start_nginx(&bin, root, server_cpu, nopush)
                 .map_err(|e| format!("nginx did not start: {e}")),
         };
+        let root_arg = root.as_os_str().to_owned();
         let ferry = std::env::current_exe()
-            .and_then(|exe| start_ferry(&exe, root, server_cpu))
+            .and_then(|exe| {
+                let args = [
+                    "serve".as_ref(),
+                    "--listen".as_ref(),
+                    "127.0.0.1:0".as_ref(),
+                    "--threads".as_ref(),
+                    "1".as_ref(),
+                    "--root".as_ref(),
+                    root_arg.as_os_str(),
+                ];
+                peers::start_ferry(&exe, &args, server_cpu, "ferry serve")
+            })
             .map_err(|e| format!("ferry serve did not start: {e}"));
         Servers {
             nginx: nginx(true),
@@ -113,7 +92,7 @@ impl Servers {
         .map_err(|e| fail(e.clone()))?;
         let path = format!("/data-{size}");
         if let Some(want) = expect {
-            verify(peer, &path, size, want)?;
+            peers::verify_get(peer.addr, peer.name, &path, size, want)?;
             return Ok(RunResult {
                 bytes: size,
                 secs: 1.0,
@@ -124,306 +103,7 @@ impl Servers {
             });
         }
         let wrk = self.wrk.as_ref().map_err(|e| fail(e.clone()))?;
-        let cpu0 = process_cpu(peer.child.id())?;
-        let out = command(wrk, self.pin.then_some(1))
-            .args([
-                "-t1",
-                &format!("-c{connections}"),
-                &format!("-d{secs}s"),
-                "--latency",
-            ])
-            .arg(format!("http://{}{path}", peer.addr))
-            .stdin(Stdio::null())
-            .output()?;
-        let cpu1 = process_cpu(peer.child.id())?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        if !out.status.success() {
-            return Err(fail(format!(
-                "wrk failed: {}{}",
-                text,
-                String::from_utf8_lossy(&out.stderr)
-            )));
-        }
-        let w =
-            parse_wrk(&text).ok_or_else(|| fail(format!("cannot read wrk's output: {text}")))?;
-        if w.errors > 0 {
-            return Err(fail(format!(
-                "{}: {} failed requests under wrk",
-                peer.name, w.errors
-            )));
-        }
-        Ok(RunResult {
-            bytes: w.requests * size,
-            secs: w.secs,
-            requests: Some(w.requests),
-            hist: new_hist(),
-            cpu_secs: (cpu1 - cpu0).as_secs_f64(),
-            latency: Some(w.latency),
-        })
-    }
-}
-
-fn free_port() -> io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn wait_listening(child: &mut Child, addr: SocketAddr, log: Option<&Path>) -> io::Result<()> {
-    let start = Instant::now();
-    loop {
-        if TcpStream::connect(addr).is_ok() {
-            return Ok(());
-        }
-        if let Some(st) = child.try_wait()? {
-            let why = log
-                .and_then(|p| std::fs::read_to_string(p).ok())
-                .unwrap_or_default();
-            return Err(fail(format!("exited with {st}: {}", why.trim())));
-        }
-        if start.elapsed() > Duration::from_secs(10) {
-            return Err(fail("not listening after 10 s"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// One nginx process (`master_process off`: the process that serves is the one we
-/// measure) with the fair configuration; `tcp_nopush` on or off.
-fn start_nginx(bin: &Path, root: &Path, cpu: Option<usize>, nopush: bool) -> io::Result<Peer> {
-    let prefix = root.join(if nopush {
-        ".nginx"
-    } else {
-        ".nginx-nopush-off"
-    });
-    std::fs::create_dir_all(prefix.join("logs"))?;
-    let port = free_port()?;
-    let conf = prefix.join("nginx.conf");
-    let (r, p) = (root.display(), prefix.display());
-    std::fs::write(
-        &conf,
-        format!(
-            "# written by ferry bench: the fair configuration of docs/benchmarks.md\n\
-             worker_processes 1;\nmaster_process off;\ndaemon off;\n\
-             error_log {p}/logs/error.log warn;\npid {p}/nginx.pid;\n\
-             events {{ worker_connections 8192; }}\n\
-             http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush {};\n  tcp_nodelay on;\n\
-               keepalive_timeout 65;\n  keepalive_requests 100000000;\n\
-               open_file_cache max=1000 inactive=60s;\n  open_file_cache_valid 60s;\n\
-               open_file_cache_errors on;\n  default_type application/octet-stream;\n\
-               client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n\
-               fastcgi_temp_path {p}/fastcgi;\n  uwsgi_temp_path {p}/uwsgi;\n  scgi_temp_path {p}/scgi;\n\
-               server {{ listen 127.0.0.1:{port}; root {r}; }}\n}}\n",
-            if nopush { "on" } else { "off" }
-        ),
-    )?;
-    let mut child = command(bin, cpu)
-        .arg("-c")
-        .arg(&conf)
-        .arg("-p")
-        .arg(&prefix)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    wait_listening(&mut child, addr, Some(&prefix.join("logs/error.log")))?;
-    Ok(Peer {
-        child,
-        addr,
-        name: if nopush {
-            "nginx"
-        } else {
-            "nginx (tcp_nopush off)"
-        },
-    })
-}
-
-fn start_ferry(exe: &Path, root: &Path, cpu: Option<usize>) -> io::Result<Peer> {
-    let mut child = command(exe, cpu)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--threads",
-            "1",
-            "--root",
-        ])
-        .arg(root)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut line)?;
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| fail(format!("no address in its ready line {line:?}")))?;
-    wait_listening(&mut child, addr, None)?;
-    Ok(Peer {
-        child,
-        addr,
-        name: "ferry serve",
-    })
-}
-
-/// One GET on a fresh connection: 200, Content-Length = size, every byte as written.
-fn verify(peer: &Peer, path: &str, size: u64, want: Checksum) -> io::Result<()> {
-    let mut s = TcpStream::connect(peer.addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").as_bytes(),
-    )?;
-    let mut all = Vec::new();
-    s.read_to_end(&mut all)?;
-    let end = all
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| fail(format!("{}: no response head", peer.name)))?;
-    let head = String::from_utf8_lossy(&all[..end]).to_ascii_lowercase();
-    let length_ok = head
-        .lines()
-        .any(|l| l.trim() == format!("content-length: {size}"));
-    if !head.starts_with("http/1.1 200") || !length_ok {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{}: unexpected response head {head:?}", peer.name),
-        ));
-    }
-    let mut sum = Checksum::default();
-    sum.update(&all[end + 4..]);
-    if sum.value() != want.value() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "{}: body bytes differ from the file ({} bytes arrived)",
-                peer.name,
-                all.len() - end - 4
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// utime + stime of a process (all its threads), from /proc.
-fn process_cpu(pid: u32) -> io::Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the parenthesised command name; utime and stime are fields 14, 15.
-    let rest = stat.rsplit_once(')').map(|x| x.1).unwrap_or_default();
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    // SAFETY: sysconf has no memory effects.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Ok(Duration::from_nanos(ticks * 1_000_000_000 / hz))
-}
-
-/// What one wrk run said.
-#[derive(Debug, PartialEq)]
-pub struct WrkRun {
-    pub requests: u64,
-    pub secs: f64,
-    pub errors: u64,
-    pub latency: PeerLatency,
-}
-
-/// Parses wrk 4's `--latency` report.
-pub fn parse_wrk(text: &str) -> Option<WrkRun> {
-    let mut requests = None;
-    let mut secs = None;
-    let mut errors = 0;
-    let mut pct = [None; 4];
-    let mut max = None;
-    for line in text.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        match f.as_slice() {
-            ["Latency", _avg, _stdev, m, ..] => max = duration_us(m),
-            ["50%", v] => pct[0] = duration_us(v),
-            ["90%", v] => pct[1] = duration_us(v),
-            ["99%", v] => pct[2] = duration_us(v),
-            [n, "requests", "in", d, ..] => {
-                requests = n.parse().ok();
-                secs = duration_us(d.trim_end_matches(',')).map(|us| us as f64 / 1e6);
-            }
-            ["Non-2xx", "or", "3xx", "responses:", n] => errors += n.parse::<u64>().ok()?,
-            ["Socket", "errors:", rest @ ..] => {
-                // connect N, read N, write N, timeout N: every one is a failed request.
-                for kv in rest.join(" ").split(',') {
-                    if let [_, v] = kv.split_whitespace().collect::<Vec<_>>().as_slice() {
-                        errors += v.parse::<u64>().ok()?;
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    pct[3] = max;
-    Some(WrkRun {
-        requests: requests?,
-        secs: secs?,
-        errors,
-        latency: PeerLatency {
-            p50_us: pct[0]?,
-            p90_us: pct[1]?,
-            p99_us: pct[2]?,
-            max_us: pct[3]?,
-        },
-    })
-}
-
-/// `376.00us`, `1.20ms`, `2.00s`, `1.50m` → µs.
-fn duration_us(s: &str) -> Option<u64> {
-    let split = s.find(|c: char| c.is_ascii_alphabetic())?;
-    let (num, unit) = s.split_at(split);
-    let v: f64 = num.parse().ok()?;
-    let scale = match unit {
-        "us" => 1.0,
-        "ms" => 1e3,
-        "s" => 1e6,
-        "m" => 60e6,
-        "h" => 3600e6,
-        _ => return None,
-    };
-    Some((v * scale).round() as u64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const REPORT: &str = "Running 2s test @ http://127.0.0.1:18080/4k.bin
-  1 threads and 64 connections
-  Thread Stats   Avg      Stdev     Max   +/- Stdev
-    Latency   376.12us  100.00us   5.20ms   90.00%
-    Req/Sec    82.00k     3.00k   90.00k    70.00%
-  Latency Distribution
-     50%  376.00us
-     75%  400.00us
-     90%  450.00us
-     99%    1.46ms
-  327912 requests in 2.00s, 1.40GB read
-  Socket errors: connect 0, read 3, write 0, timeout 2
-  Non-2xx or 3xx responses: 1
-Requests/sec: 163956.45
-Transfer/sec:    700.00MB
-";
-
-    #[test]
-    fn reads_wrk_reports() {
-        let w = parse_wrk(REPORT).expect("parsed");
-        assert_eq!(w.requests, 327_912);
-        assert_eq!(w.secs, 2.0);
-        assert_eq!(w.errors, 6, "socket errors and non-2xx responses");
-        assert_eq!(
-            w.latency,
-            PeerLatency {
-                p50_us: 376,
-                p90_us: 450,
-                p99_us: 1460,
-                max_us: 5200
-            }
-        );
-        assert!(parse_wrk("unable to connect to 127.0.0.1:1 Connection refused").is_none());
+        let url = format!("http://{}{path}", peer.addr);
+        peers::wrk(wrk, self.pin, &url, connections, secs, size, peer)
     }
 }

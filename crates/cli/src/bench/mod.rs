@@ -6,12 +6,14 @@ mod bulk;
 mod common;
 mod header;
 mod http;
+mod peers;
 mod progress;
 mod report;
 mod rr;
 mod rr_local;
 mod stats;
 mod table;
+mod tcp_proxy;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -52,6 +54,19 @@ pub struct Case {
     pub connections: usize,
 }
 
+impl Case {
+    /// Measured per request (req/s, latency percentiles, CPU per request): the
+    /// request-response and http-static cases, and tcp-proxy with several connections
+    /// (wrk through the proxy; with one it is a bulk stream).
+    pub fn per_request(&self) -> bool {
+        match self.scenario {
+            Scenario::RequestResponse | Scenario::HttpStatic => true,
+            Scenario::TcpProxy => self.connections > 1,
+            _ => false,
+        }
+    }
+}
+
 /// The outcome of one method on one case.
 pub enum MethodOutcome {
     Ran(Vec<RunResult>),
@@ -77,25 +92,42 @@ fn cases(o: &Options) -> Vec<Case> {
         if !o.methods.iter().any(|&m| scenario.compares(m)) {
             continue;
         }
+        let case = |size, connections| Case {
+            scenario,
+            size,
+            connections,
+        };
+        if scenario == Scenario::TcpProxy && o.sizes.is_empty() && o.connections.is_empty() {
+            // A bulk stream through one connection, then HTTP through the proxy.
+            const K: u64 = 1024;
+            const M: u64 = 1024 * 1024;
+            let pairs: &[(u64, usize)] = if o.quick {
+                &[(64 * M, 1), (4 * K, 16)]
+            } else {
+                &[(1024 * M, 1), (4 * K, 64), (M, 64)]
+            };
+            v.extend(pairs.iter().map(|&(s, c)| case(s, c)));
+            continue;
+        }
         let sizes = if o.sizes.is_empty() {
             default_sizes(scenario, o.quick)
         } else {
             o.sizes.clone()
         };
+        let many = matches!(
+            scenario,
+            Scenario::RequestResponse | Scenario::HttpStatic | Scenario::TcpProxy
+        );
         let conns = match scenario {
-            s if s.per_request() && !o.connections.is_empty() => o.connections.clone(),
+            _ if many && !o.connections.is_empty() => o.connections.clone(),
             Scenario::RequestResponse if o.quick => vec![1, 16],
             Scenario::HttpStatic if o.quick => vec![64],
-            s if s.per_request() => vec![1, 64],
+            _ if many => vec![1, 64],
             _ => vec![1],
         };
         for &size in &sizes {
             for &connections in &conns {
-                v.push(Case {
-                    scenario,
-                    size,
-                    connections,
-                });
+                v.push(case(size, connections));
             }
         }
     }
@@ -200,6 +232,7 @@ pub fn run(o: &Options) -> io::Result<()> {
         .sum();
     let mut progress = progress::Progress::new(steps * (runs + 1));
     let mut http_servers: Option<http::Servers> = None;
+    let mut proxies: Option<tcp_proxy::Proxies> = None;
     let http_secs = if o.quick { 1 } else { 2 };
     let mut results: Vec<(Case, BTreeMap<Method, MethodOutcome>)> = Vec::new();
     let mut summaries = Vec::new();
@@ -220,6 +253,10 @@ pub fn run(o: &Options) -> io::Result<()> {
             }
             files.get(&case.size).cloned()
         };
+        if case.scenario == Scenario::TcpProxy && proxies.is_none() {
+            progress.note("starting the origins of tcp-proxy");
+            proxies = Some(tcp_proxy::Proxies::start(dir.path(), o.pin)?);
+        }
         if case.scenario == Scenario::HttpStatic && http_servers.is_none() {
             progress.note("starting nginx and ferry serve");
             http_servers = Some(http::Servers::start(dir.path(), o.pin));
@@ -242,6 +279,9 @@ pub fn run(o: &Options) -> io::Result<()> {
                     Method::Nginx | Method::NginxNoPush | Method::FerryServe => {
                         http_servers.as_ref().and_then(|h| h.unavailable(m))
                     }
+                    Method::Haproxy | Method::HaproxySplice | Method::FerryProxy => proxies
+                        .as_ref()
+                        .and_then(|p| p.unavailable(m, case.connections)),
                     _ => None,
                 });
             per.insert(
@@ -267,6 +307,9 @@ pub fn run(o: &Options) -> io::Result<()> {
                     continue;
                 };
                 let expect = match (&data, verify) {
+                    _ if verify && case.scenario == Scenario::TcpProxy && case.connections <= 1 => {
+                        Some(tcp_proxy::origin_checksum(case.size))
+                    }
                     (Some((_, sum)), true) => Some(*sum),
                     (None, true) => Some(bulk::sender_checksum(case.size)),
                     _ => None,
@@ -288,6 +331,13 @@ pub fn run(o: &Options) -> io::Result<()> {
                         case.size,
                         dir.path(),
                         &engines,
+                        expect,
+                    ),
+                    Scenario::TcpProxy => proxies.as_mut().expect("started").run(
+                        m,
+                        case.size,
+                        case.connections,
+                        http_secs,
                         expect,
                     ),
                     Scenario::HttpStatic => http_servers.as_ref().expect("started").run(
@@ -342,6 +392,7 @@ pub fn run(o: &Options) -> io::Result<()> {
     }
     progress.finish();
     drop(http_servers);
+    drop(proxies);
     table::print_summary(&summaries, &cases);
     // The two outputs are independent: one failing does not skip the other.
     let mut failed = Vec::new();

@@ -115,6 +115,8 @@ pub fn is_baseline_candidate(m: Method) -> bool {
             | Method::Splice
             | Method::Nginx
             | Method::NginxNoPush
+            | Method::Haproxy
+            | Method::HaproxySplice
     )
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::common::{Method, Scenario};
+use super::common::Method;
 use super::stats::{baseline, Summary, Verdict};
 use super::{Case, MethodOutcome};
 
@@ -21,7 +21,7 @@ pub fn size_name(b: u64) -> String {
 
 pub fn case_name(c: &Case) -> String {
     match c.scenario {
-        Scenario::RequestResponse | Scenario::HttpStatic => format!(
+        _ if c.per_request() => format!(
             "{} {} x{}",
             c.scenario.name(),
             size_name(c.size),
@@ -73,7 +73,7 @@ pub fn print_case(
 ) {
     let base = baseline(rows).map_or("none ran".to_string(), |b| b.method.name().to_string());
     println!("\n{}  ({runs} runs, baseline: {base})", case_name(case));
-    let rr = case.scenario.per_request();
+    let rr = case.per_request();
     if rr {
         println!(
             "  {:<16} {:>10} {:>19} {:>6} {:>8} {:>7} {:>7} {:>8} {:>7} {:>10} {:>11} {:>7}  verdict",
