@@ -37,6 +37,10 @@ pub(crate) const FILE_STEP: u64 = 16 << 20;
 /// Body room of the staging buffer when the body's size is not known in advance
 /// (`len: None` on a file whose `fstat` size is 0, such as `/proc` files).
 const MIN_STAGING: u64 = 4096;
+/// The relay strategy's buffer (HAProxy's default `tune.bufsize`).
+pub(crate) const RELAY_BUF: usize = 16 * 1024;
+/// Reads in a row that fill the relay buffer before a flow moves to splice.
+pub(crate) const RELAY_SWITCH: u32 = 3;
 
 /// A transfer's state and its rules; see the [module documentation](self).
 #[derive(Debug)]
@@ -65,6 +69,8 @@ pub(crate) struct Plan {
     wait: Option<Side>,
     /// copy_file_range has not moved a byte yet (a first 0 then means "unsupported").
     first_copy: bool,
+    /// Relay: reads in a row that filled the buffer.
+    full_reads: u32,
     staging: Staging,
     error: Option<io::Error>,
     /// Stopped from outside (cancel, timeout, shutdown): the error is built when
@@ -99,6 +105,9 @@ impl Plan {
             }
             (true, _) if hint.is_some_and(|h| h <= small) => Strategy::Buffered,
             (true, _) if caps.sendfile => Strategy::Sendfile,
+            (false, FdKind::Socket) if caps.relay && header.is_empty() && trailer.is_empty() => {
+                Strategy::Relay
+            }
             _ => Strategy::Splice,
         };
         let mut plan = Plan {
@@ -120,6 +129,7 @@ impl Plan {
             src_ready: false,
             wait: None,
             first_copy: true,
+            full_reads: 0,
             staging: Staging::default(),
             error: None,
             stopped: None,
@@ -128,6 +138,9 @@ impl Plan {
         };
         if strategy == Strategy::Buffered {
             plan.stage_header();
+        }
+        if strategy == Strategy::Relay {
+            plan.staging.buf = vec![0; RELAY_BUF];
         }
         plan
     }
@@ -248,6 +261,11 @@ impl Plan {
         if self.strategy == Strategy::Buffered {
             return self.next_buffered();
         }
+        if self.strategy == Strategy::Relay {
+            if let Some(step) = self.next_relay() {
+                return step;
+            }
+        }
         if self.header_sent < self.header.len() {
             return Step::Header {
                 from: self.header_sent,
@@ -300,7 +318,7 @@ impl Plan {
                 dst_off: self.dst_off.unwrap_or(0),
                 len: self.left().min(FILE_STEP) as usize,
             },
-            Strategy::Splice | Strategy::Buffered => {
+            Strategy::Splice | Strategy::Buffered | Strategy::Relay => {
                 if self.poll_src_first && !self.src_ready {
                     return Step::Poll(Side::Src);
                 }
@@ -365,6 +383,11 @@ impl Plan {
                 self.advance_dst(n);
             }
             Step::Read { .. } => {
+                if self.strategy == Strategy::Relay {
+                    let full = n == self.staging.buf.len();
+                    self.full_reads = if full { self.full_reads + 1 } else { 0 };
+                    self.src_ready = false;
+                }
                 if n == 0 {
                     self.eof = true;
                 } else {

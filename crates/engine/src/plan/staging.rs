@@ -82,6 +82,39 @@ impl Plan {
         Step::Done
     }
 
+    /// The relay strategy's next step: send what the last read brought, else read
+    /// again; `None` once the flow moved to splice (or ended: the common path finishes).
+    pub(super) fn next_relay(&mut self) -> Option<Step> {
+        let s = &mut self.staging;
+        if s.end > s.start {
+            return Some(Step::Send {
+                at: s.start,
+                len: s.end - s.start,
+                // Never MSG_MORE on a relayed socket: the peer may be waiting for it.
+                more: false,
+                dst_off: self.dst_off,
+            });
+        }
+        s.start = 0;
+        s.end = 0;
+        if self.body_ended() {
+            return None;
+        }
+        if self.full_reads >= super::RELAY_SWITCH {
+            self.strategy = super::Strategy::Splice;
+            self.staging = Staging::default();
+            return None;
+        }
+        if self.poll_src_first && !self.src_ready {
+            return Some(Step::Poll(super::Side::Src));
+        }
+        Some(Step::Read {
+            src_off: None,
+            at: 0,
+            len: (super::RELAY_BUF as u64).min(self.left()) as usize,
+        })
+    }
+
     /// Attributes `n` written staging bytes to header, body and trailer, in order.
     pub(super) fn sent_staged(&mut self, n: usize) {
         let s = &mut self.staging;

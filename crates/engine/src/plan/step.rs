@@ -24,6 +24,11 @@ pub(crate) enum Strategy {
     CopyRange,
     /// src → pooled pipe → dst with two splices.
     Splice,
+    /// Stream → socket, small flows: read up to [`RELAY_BUF`](super::RELAY_BUF) into the
+    /// staging buffer and send it at once (no pipe, no io-wq hand-off); after
+    /// [`RELAY_SWITCH`](super::RELAY_SWITCH) reads in a row that fill the buffer the flow
+    /// is bulky and the plan moves to `Splice` (HAProxy's splice-auto rule).
+    Relay,
 }
 
 /// What the executor can carry out besides reads, writes, splices and polls.
@@ -37,6 +42,10 @@ pub(crate) struct Caps {
     /// staging buffer: set for the inline attempt when the body is in the page cache,
     /// the socket is non-blocking and a header goes first (see `inline`).
     pub zero_copy_small: bool,
+    /// Small stream → socket flows go through the staging buffer (`Strategy::Relay`)
+    /// until they prove bulky. Executors set it; the plan's unit tests of the splice
+    /// path leave it off.
+    pub relay: bool,
 }
 
 impl Caps {
@@ -45,6 +54,15 @@ impl Caps {
         sendfile: true,
         copy_range: true,
         zero_copy_small: false,
+        relay: true,
+    };
+
+    /// io_uring rings: reads, writes and splices, no `sendfile`/`copy_file_range`.
+    pub(crate) const RING: Caps = Caps {
+        sendfile: false,
+        copy_range: false,
+        zero_copy_small: false,
+        relay: true,
     };
 }
 

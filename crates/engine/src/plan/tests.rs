@@ -17,12 +17,15 @@ fn resolved(src: FdKind, dst: FdKind, len: Option<u64>, avail: Option<u64>) -> R
     }
 }
 
+// The splice path of streams is tested with relay off; `relay_*` tests turn it on.
 const URING: Caps = Caps {
-    sendfile: false,
-    copy_range: false,
-    zero_copy_small: false,
+    relay: false,
+    ..Caps::RING
 };
-const SYSCALLS: Caps = Caps::SYSCALLS;
+const SYSCALLS: Caps = Caps {
+    relay: false,
+    ..Caps::SYSCALLS
+};
 
 fn plan(r: Resolved, header: &[u8], trailer: &[u8], caps: Caps) -> Plan {
     Plan::new(&r, header.to_vec(), trailer.to_vec(), caps, 64 * 1024)
@@ -538,4 +541,91 @@ impl Step {
 fn step(p: &mut Plan, r: Result<usize, i32>) {
     let s = p.next();
     p.complete(s, r);
+}
+
+const RELAY: Caps = Caps::RING;
+
+#[test]
+fn relay_sends_each_read_at_once_then_moves_to_splice_once_the_flow_is_bulky() {
+    let mut p = plan(
+        resolved(FdKind::Socket, FdKind::Socket, None, None),
+        b"",
+        b"",
+        RELAY,
+    );
+    assert_eq!(p.strategy(), Strategy::Relay);
+    // A small message goes out as soon as it is read, without MSG_MORE.
+    let read = p.next();
+    assert_eq!(
+        read,
+        Step::Read {
+            src_off: None,
+            at: 0,
+            len: super::RELAY_BUF
+        }
+    );
+    p.complete(read, Ok(100));
+    assert_eq!(
+        p.next(),
+        Step::Send {
+            at: 0,
+            len: 100,
+            more: false,
+            dst_off: None
+        }
+    );
+    step(&mut p, Ok(60)); // a short send: the rest goes next
+    assert_eq!(
+        p.next(),
+        Step::Send {
+            at: 60,
+            len: 40,
+            more: false,
+            dst_off: None
+        }
+    );
+    step(&mut p, Ok(40));
+    // Nothing to read now: wait for the source, then read again.
+    step(&mut p, Err(libc::EAGAIN));
+    assert_eq!(p.next(), Step::Poll(Side::Src));
+    step(&mut p, Ok(1));
+    // Three reads in a row that fill the buffer: the flow is bulky, splice from now on.
+    for _ in 0..super::RELAY_SWITCH {
+        assert!(matches!(p.next(), Step::Read { .. }));
+        step(&mut p, Ok(super::RELAY_BUF));
+        step(&mut p, Ok(super::RELAY_BUF));
+    }
+    assert!(matches!(p.next(), Step::Fill { .. }), "{:?}", p.next());
+    assert_eq!(p.strategy(), Strategy::Splice);
+    assert_eq!(p.body_bytes(), 100 + 3 * super::RELAY_BUF as u64);
+}
+
+#[test]
+fn relay_counts_every_byte_to_the_end_with_short_writes() {
+    for (src, chunk) in [(0, 1000), (1, 1), (100_000, 7000), (3 << 20, 1 << 20)] {
+        let mut p = plan(
+            resolved(FdKind::Socket, FdKind::Socket, None, None),
+            b"",
+            b"",
+            RELAY,
+        );
+        let mut k = Kernel::new(src, chunk);
+        assert!(k.run(&mut p).is_none(), "{src}");
+        assert_eq!((k.out, p.body_bytes()), (src, src as u64), "{src}");
+        assert_eq!(k.pipe, 0);
+        let splices = k.steps.iter().any(|s| matches!(s, Step::Fill { .. }));
+        assert_eq!(
+            splices,
+            src >= 3 * super::RELAY_BUF,
+            "{src}: splice only for bulky flows"
+        );
+    }
+    // A header or trailer keeps the splice path (relay carries body bytes only).
+    let p = plan(
+        resolved(FdKind::Socket, FdKind::Socket, None, None),
+        b"h",
+        b"",
+        RELAY,
+    );
+    assert_eq!(p.strategy(), Strategy::Splice);
 }

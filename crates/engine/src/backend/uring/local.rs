@@ -50,7 +50,7 @@ impl LocalExec for UringLocal {
     }
 
     fn caps(&self, _kind: TransferKind) -> Caps {
-        Caps::default()
+        Caps::RING
     }
 
     fn submit(&mut self, job: Job) {

@@ -135,7 +135,7 @@ impl Executor for Uring {
     fn caps(&self, kind: TransferKind) -> Caps {
         match kind {
             TransferKind::FileToFile => self.files.caps(kind),
-            _ => Caps::default(),
+            _ => Caps::RING,
         }
     }
 
