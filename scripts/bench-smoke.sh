@@ -35,6 +35,8 @@ for r in rows:
     assert r["verdict"] in ("win", "tie", "loss", "baseline"), r
     assert r["bytes_per_sec"] > 0, r
     per_request = r["scenario"] in ("request-response", "http-static")
+    if r["scenario"] == "tcp-proxy":
+        per_request = r["connections"] > 1
     assert (r["requests_per_sec"] is None) != per_request, r
     assert (r["cpu_us_per_request"] is None) != per_request, r
 methods = {r["method"] for r in rows}
@@ -49,6 +51,15 @@ if peers.get("nginx") and peers.get("wrk"):
 else:
     assert any("http-static" in n and "not installed" in n for n in doc["machine"]["not_run"]), doc["machine"]["not_run"]
     print("bench smoke: nginx or wrk absent: http-static reported as not run")
+# tcp-proxy: ferry-proxy always runs its bulk case; HAProxy needs haproxy, the
+# many-connection case needs wrk.
+scenarios |= {"tcp-proxy"}
+want |= {"ferry-proxy"}
+if peers.get("haproxy"):
+    want |= {"haproxy", "haproxy-splice"}
+else:
+    assert any("tcp-proxy" in n and "not installed" in n for n in doc["machine"]["not_run"]), doc["machine"]["not_run"]
+    print("bench smoke: haproxy absent: its tcp-proxy rows reported as not run")
 assert methods == want, f"methods that produced results: {sorted(methods)}; missing {sorted(want - methods)}"
 scen = {r["scenario"] for r in rows}
 assert scen == scenarios, scen
