@@ -25,18 +25,21 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Side-by-side benchmark of ferry against plain syscall loops on built-in data.
+    /// Side-by-side benchmark of ferry against plain syscall loops, nginx and HAProxy.
     ///
-    /// Four scenarios over loopback (file → socket, socket → socket, request-response,
-    /// file → file), every method run interleaved with the others, every byte
+    /// Six scenarios over loopback on built-in data: file → socket, socket → socket,
+    /// request-response, file → file (ferry's engines against syscall loops),
+    /// http-static (ferry serve against nginx under wrk) and tcp-proxy (ferry proxy
+    /// against HAProxy); absent peers are reported "not run" (scripts/install-peers.sh
+    /// installs them). Every method runs interleaved with the others, every byte
     /// verified on an untimed first run. The default run (3 timed runs) takes about
-    /// 3 minutes on 2 CPUs, --quick about 20 s. A header says what machine and backends ran; each case's table
-    /// appears as soon as it is done; its columns: median and min-max of the per-run
-    /// figure (GB/s, or req/s for request-response), spread = (max - min) / median,
-    /// CPU seconds per GB, the ratio to the baseline (the best of read-write,
-    /// std-copy, sendfile, splice, named in the table's title), and a verdict: win or
-    /// loss only when every run beat or lost to every baseline run, tie otherwise.
-    /// Latency percentiles (µs, request to last byte) appear for request-response.
+    /// 8 minutes on 2 CPUs, --quick about 40 s. A header says what machine, backends and
+    /// peers ran; each case's table appears as soon as it is done; its columns: median
+    /// and min-max of the per-run figure (GB/s, or req/s for per-request cases), spread =
+    /// (max - min) / median, CPU seconds per GB or CPU µs per request, the ratio to the
+    /// baseline (the best syscall method, nginx or HAProxy, named in the table's title)
+    /// and a verdict: win or loss only when every run beat or lost to every baseline
+    /// run, tie otherwise. Latency percentiles (µs) appear for per-request cases.
     /// A closing summary gives ferry's best method per case.
     #[command(verbatim_doc_comment)]
     Bench(BenchArgs),
