@@ -275,7 +275,7 @@ fn a_thousand_idle_pairs_hold_no_pipes_and_all_still_work() {
             c
         })
         .collect();
-    let pipes = std::fs::read_dir(format!("/proc/{}/fd", proxy.child.id()))
+    let pipes = std::fs::read_dir(format!("/proc/{}/fd", proxy.proc.child.id()))
         .unwrap()
         .flatten()
         .filter(|e| {

@@ -9,14 +9,17 @@ use std::process::Command;
 
 use server::{etag_of, pattern, read_response, Server};
 
+/// The files of every size the tests fetch (name, length).
+const FILES: [(&str, usize); 5] = [
+    ("empty.bin", 0),
+    ("one.bin", 1),
+    ("4k.bin", 4096),
+    ("100k.bin", 100_000),
+    ("3m.bin", 3 << 20),
+];
+
 fn site(root: &std::path::Path) {
-    for (name, len) in [
-        ("empty.bin", 0),
-        ("one.bin", 1),
-        ("4k.bin", 4096),
-        ("100k.bin", 100_000),
-        ("3m.bin", 3 << 20),
-    ] {
+    for (name, len) in FILES {
         std::fs::write(root.join(name), pattern(len, len as u32)).unwrap();
     }
     std::fs::write(root.join("page.html"), "<p>hi</p>\n").unwrap();
@@ -32,13 +35,7 @@ fn files_of_every_size_arrive_byte_exact_with_nginx_headers() {
     if std::env::var("FERRY_BACKEND").as_deref() == Ok("blocking") {
         assert!(srv.banner.contains("backend Blocking"), "{}", srv.banner);
     }
-    for (name, len) in [
-        ("empty.bin", 0),
-        ("one.bin", 1),
-        ("4k.bin", 4096),
-        ("100k.bin", 100_000),
-        ("3m.bin", 3 << 20),
-    ] {
+    for (name, len) in FILES {
         let r = srv.get(&format!("GET /{name} HTTP/1.1\r\nHost: x\r\n\r\n"));
         assert_eq!(r.status, 200, "{name}");
         assert_eq!(r.body, pattern(len, len as u32), "{name} body");

@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use ferry_engine::{Backend, Event, LocalEngine, Transfer};
+use ferry_engine::{Event, Transfer};
 use std::future::Future;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -18,28 +18,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
-/// The backends to test: the readiness loop always; io_uring unless the build has
-/// none or FERRY_BACKEND=blocking asks for the blocking side only.
-fn backends() -> Vec<Backend> {
-    if expected_backend() == Backend::IoUring {
-        vec![Backend::IoUring, Backend::Blocking]
-    } else {
-        eprintln!("LocalEngine io_uring backend not tested in this run (FERRY_BACKEND=blocking or no io_uring in this build)");
-        vec![Backend::Blocking]
-    }
-}
-
-fn ring(b: Backend) -> LocalEngine {
-    let r = LocalEngine::builder().backend(b).build().unwrap();
-    assert_eq!(r.backend(), b);
-    r
-}
-
 #[test]
 fn every_transfer_kind_byte_for_byte() {
     let _g = serial();
-    for b in backends() {
-        let mut ring = ring(b);
+    for b in local_backends() {
+        let mut ring = local_ring(b);
         for size in [0usize, 4096, 100_000, 5 << 20] {
             let data = pattern(size, size as u32);
             let file = Arc::new(file_with(&data));
@@ -103,8 +86,8 @@ fn every_transfer_kind_byte_for_byte() {
 #[test]
 fn timeouts_and_cancels() {
     let _g = serial();
-    for b in backends() {
-        let mut ring = ring(b);
+    for b in local_backends() {
+        let mut ring = local_ring(b);
         let (src, _p1) = tcp_pair();
         let (dst, _p2) = tcp_pair();
         let t0 = Instant::now();
@@ -141,9 +124,9 @@ fn timeouts_and_cancels() {
 #[test]
 fn dropping_the_ring_with_work_in_flight_frees_everything_after_the_kernel() {
     let _g = serial();
-    for b in backends() {
+    for b in local_backends() {
         let base = fd_count();
-        let mut ring = ring(b);
+        let mut ring = local_ring(b);
         let mut weak = Vec::new();
         let mut keep = Vec::new();
         for _ in 0..5 {
@@ -180,8 +163,8 @@ impl Wake for Count {
 #[test]
 fn handles_are_futures_woken_by_turn() {
     let _g = serial();
-    for b in backends() {
-        let mut ring = ring(b);
+    for b in local_backends() {
+        let mut ring = local_ring(b);
         let (src, mut src_peer) = tcp_pair();
         let (r, w) = std::io::pipe().unwrap();
         let rx = drain(r);
@@ -210,8 +193,8 @@ fn handles_are_futures_woken_by_turn() {
 #[test]
 fn the_rings_fd_wakes_an_epoll_loop() {
     let _g = serial();
-    for b in backends() {
-        let mut ring = ring(b);
+    for b in local_backends() {
+        let mut ring = local_ring(b);
         // SAFETY: epoll calls on fds we own, with live event structs.
         let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         assert!(ep >= 0);
@@ -262,8 +245,8 @@ fn the_rings_fd_wakes_an_epoll_loop() {
 #[test]
 fn accept_recv_send_timeout_close_on_the_ring() {
     let _g = serial();
-    for b in backends() {
-        let mut ring = ring(b);
+    for b in local_backends() {
+        let mut ring = local_ring(b);
         let listener = Arc::new(TcpListener::bind("127.0.0.1:0").unwrap());
         let addr = listener.local_addr().unwrap();
         let acc = ring.accept(listener.clone());

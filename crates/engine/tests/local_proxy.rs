@@ -6,24 +6,11 @@
 mod common;
 
 use common::*;
-use ferry_engine::{Backend, Event, LocalEngine, LocalProxyHandle, Proxy, ProxyError};
+use ferry_engine::{Event, LocalEngine, LocalProxyHandle, Proxy, ProxyError};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn backends() -> Vec<Backend> {
-    if expected_backend() == Backend::IoUring {
-        vec![Backend::IoUring, Backend::Blocking]
-    } else {
-        eprintln!("LocalEngine io_uring backend not tested in this run (FERRY_BACKEND=blocking or no io_uring in this build)");
-        vec![Backend::Blocking]
-    }
-}
-
-fn ring(b: Backend) -> LocalEngine {
-    LocalEngine::builder().backend(b).build().unwrap()
-}
 
 /// Turns until `pick` returns something from an event (at most 10 s).
 fn until<T>(ring: &mut LocalEngine, mut pick: impl FnMut(Event) -> Option<T>) -> T {
@@ -54,8 +41,8 @@ fn fresh_socket() -> Arc<socket2::Socket> {
 #[test]
 fn connect_succeeds_is_refused_and_is_cancelled() {
     let _g = serial();
-    for b in backends() {
-        let mut ring = ring(b);
+    for b in local_backends() {
+        let mut ring = local_ring(b);
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let s = fresh_socket();
         let op = ring.connect(s.clone(), l.local_addr().unwrap());
@@ -120,8 +107,8 @@ fn finish(ring: &mut LocalEngine, mut h: LocalProxyHandle) -> std::io::Result<(u
 #[test]
 fn a_proxy_on_the_ring_carries_both_directions_at_once_and_half_closes() {
     let _g = serial();
-    for b in backends() {
-        let mut ring = ring(b);
+    for b in local_backends() {
+        let mut ring = local_ring(b);
         let (mut client, mut server, h) = pair_through(&mut ring);
         let ids = h.ids();
         assert_ne!(ids[0], ids[1]);
@@ -166,8 +153,8 @@ fn a_proxy_on_the_ring_carries_both_directions_at_once_and_half_closes() {
 #[test]
 fn a_reset_on_one_side_fails_the_proxy_promptly() {
     let _g = serial();
-    for b in backends() {
-        let mut ring = ring(b);
+    for b in local_backends() {
+        let mut ring = local_ring(b);
         let (mut client, server, h) = pair_through(&mut ring);
         client.write_all(b"request").unwrap();
         reset_on_close(&server);
@@ -188,8 +175,8 @@ fn a_reset_on_one_side_fails_the_proxy_promptly() {
 #[test]
 fn a_reset_after_data_flowed_still_fails_the_proxy_promptly() {
     let _g = serial();
-    for b in backends() {
-        let mut ring = ring(b);
+    for b in local_backends() {
+        let mut ring = local_ring(b);
         let (mut client, mut server, h) = pair_through(&mut ring);
         client.write_all(b"go").unwrap();
         server.write_all(&pattern(100_000, 3)).unwrap();

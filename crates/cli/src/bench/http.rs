@@ -12,7 +12,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::common::{fail, new_hist, Checksum, Method, RunResult};
+use super::common::{fail, Checksum, Method, RunResult};
 use super::peers::{self, Peer};
 
 /// Both servers over one root, started once per `ferry bench` run; a server that
@@ -93,14 +93,7 @@ impl Servers {
         let path = format!("/data-{size}");
         if let Some(want) = expect {
             peers::verify_get(peer.addr, peer.name, &path, size, want)?;
-            return Ok(RunResult {
-                bytes: size,
-                secs: 1.0,
-                requests: Some(1),
-                hist: new_hist(),
-                cpu_secs: 0.0,
-                latency: None,
-            });
+            return Ok(peers::verified(size));
         }
         let wrk = self.wrk.as_ref().map_err(|e| fail(e.clone()))?;
         let url = format!("http://{}{path}", peer.addr);

@@ -202,6 +202,18 @@ pub fn process_cpu(pid: u32) -> io::Result<Duration> {
     Ok(Duration::from_nanos(ticks * 1_000_000_000 / hz))
 }
 
+/// The result of an untimed verification run (one request, every byte checked).
+pub fn verified(size: u64) -> RunResult {
+    RunResult {
+        bytes: size,
+        secs: 1.0,
+        requests: Some(1),
+        hist: new_hist(),
+        cpu_secs: 0.0,
+        latency: None,
+    }
+}
+
 /// One wrk run against `url`: req/s, latency percentiles, and the CPU time `server`
 /// used meanwhile. Failed requests fail the run.
 pub fn wrk(

@@ -166,14 +166,7 @@ impl Proxies {
         let path = format!("/data-{size}");
         if let Some(want) = expect {
             peers::verify_get(front.addr, front.name, &path, size, want)?;
-            return Ok(RunResult {
-                bytes: size,
-                secs: 1.0,
-                requests: Some(1),
-                hist: new_hist(),
-                cpu_secs: 0.0,
-                latency: None,
-            });
+            return Ok(peers::verified(size));
         }
         let url = format!("http://{}{path}", front.addr);
         peers::wrk(&wrk, pin, &url, connections, secs, size, front)

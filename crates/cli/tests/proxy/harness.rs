@@ -3,18 +3,19 @@
 //! readiness fallback).
 #![allow(dead_code)] // each test binary uses a part of these helpers
 
+#[path = "../support/process.rs"]
+mod process;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub struct ProxyProc {
-    pub child: Child,
+    pub proc: process::Running,
     pub addr: SocketAddr,
     pub banner: String,
-    /// Stopped on purpose (`stop`): its exit is expected.
-    stopped: bool,
 }
 
 impl ProxyProc {
@@ -45,10 +46,9 @@ impl ProxyProc {
             .parse()
             .unwrap();
         ProxyProc {
-            child,
+            proc: process::Running::new(child),
             addr,
             banner,
-            stopped: false,
         }
     }
 
@@ -60,7 +60,7 @@ impl ProxyProc {
 
     /// Socket fds of the proxy process.
     pub fn sockets(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+        std::fs::read_dir(format!("/proc/{}/fd", self.proc.child.id()))
             .unwrap()
             .flatten()
             .filter(|e| {
@@ -85,52 +85,11 @@ impl ProxyProc {
 
     /// utime + stime of the proxy, in clock ticks.
     pub fn cpu_ticks(&self) -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        let f: Vec<&str> = stat
-            .rsplit_once(')')
-            .unwrap()
-            .1
-            .split_whitespace()
-            .collect();
-        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+        self.proc.cpu_ticks()
     }
 
     pub fn stop(mut self, within: Duration) -> std::process::ExitStatus {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        let start = Instant::now();
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                self.stopped = true;
-                return st;
-            }
-            assert!(
-                start.elapsed() < within,
-                "ferry proxy did not exit within {within:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for ProxyProc {
-    fn drop(&mut self) {
-        // The process must still be running: a server that died (a panicking thread
-        // exits it) fails the test that used it.
-        let died = if self.stopped {
-            None
-        } else {
-            self.child.try_wait().ok().flatten()
-        };
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(st) = died {
-            if !std::thread::panicking() {
-                panic!("the server process died during the test: {st}");
-            }
-        }
+        self.proc.stop(within)
     }
 }
 

@@ -3,20 +3,21 @@
 //! io_uring and once with `FERRY_BACKEND=blocking`: LocalEngine's readiness fallback).
 #![allow(dead_code)] // each test binary uses a part of these helpers
 
+#[path = "../support/process.rs"]
+mod process;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct Server {
-    pub child: Child,
+    pub proc: process::Running,
     pub addr: SocketAddr,
     pub root: tempfile::TempDir,
     /// What the server printed on its ready line (backend, containment).
     pub banner: String,
-    /// Stopped on purpose (`stop`): its exit is expected.
-    stopped: bool,
 }
 
 impl Server {
@@ -53,11 +54,10 @@ impl Server {
             let _ = out.read_to_end(&mut sink);
         });
         Server {
-            child,
+            proc: process::Running::new(child),
             addr,
             root,
             banner,
-            stopped: false,
         }
     }
 
@@ -80,29 +80,14 @@ impl Server {
 
     /// SIGTERM, then waits for the exit status (at most `within`).
     pub fn stop(mut self, within: Duration) -> std::process::ExitStatus {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        let start = Instant::now();
-        loop {
-            if let Some(st) = self.child.try_wait().expect("wait") {
-                self.stopped = true;
-                return st;
-            }
-            assert!(
-                start.elapsed() < within,
-                "ferry serve did not exit within {within:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.proc.stop(within)
     }
 
     /// The server's open fds by kind: (sockets, files beneath the root, pipes).
     pub fn fds(&self) -> (usize, usize, usize) {
         let (mut sockets, mut files, mut pipes) = (0, 0, 0);
         let root = std::fs::canonicalize(self.root.path()).unwrap();
-        for e in std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+        for e in std::fs::read_dir(format!("/proc/{}/fd", self.proc.child.id()))
             .unwrap()
             .flatten()
         {
@@ -136,25 +121,6 @@ impl Server {
                 "server holds {s} sockets (baseline {sockets}), {f} root files (want 0), {p} pipe ends (max {pipes})"
             );
             std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // The process must still be running: a server that died (a panicking thread
-        // exits it) fails the test that used it.
-        let died = if self.stopped {
-            None
-        } else {
-            self.child.try_wait().ok().flatten()
-        };
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(st) = died {
-            if !std::thread::panicking() {
-                panic!("the server process died during the test: {st}");
-            }
         }
     }
 }

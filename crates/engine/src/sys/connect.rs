@@ -80,22 +80,8 @@ pub(crate) fn connect(fd: BorrowedFd<'_>, addr: &RawAddr) -> Result<(), i32> {
 
 /// The outcome of a finished non-blocking connect (`SO_ERROR`; 0 is success).
 pub(crate) fn socket_error(fd: BorrowedFd<'_>) -> Result<(), i32> {
-    let mut v: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `v` and `len` are live and sized for SO_ERROR's int.
-    let r = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ERROR,
-            (&mut v as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    from_ret(r as isize)?;
-    if v == 0 {
-        Ok(())
-    } else {
-        Err(v)
+    match super::socket_option(fd, libc::SO_ERROR)? {
+        0 => Ok(()),
+        e => Err(e),
     }
 }

@@ -162,24 +162,28 @@ pub(crate) fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
-/// Whether a socket is listening (`SO_ACCEPTCONN`).
-pub(crate) fn is_listening(fd: BorrowedFd<'_>) -> io::Result<bool> {
+/// An `int` socket option (`SOL_SOCKET`): `SO_ACCEPTCONN`, `SO_ERROR` …
+pub(crate) fn socket_option(fd: BorrowedFd<'_>, option: libc::c_int) -> Result<libc::c_int, i32> {
     let mut v: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `v` and `len` are live and sized for SO_ACCEPTCONN's int.
+    // SAFETY: `v` and `len` are live and sized for an int option.
     let r = unsafe {
         libc::getsockopt(
             fd.as_raw_fd(),
             libc::SOL_SOCKET,
-            libc::SO_ACCEPTCONN,
+            option,
             (&mut v as *mut libc::c_int).cast(),
             &mut len,
         )
     };
-    if r == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(v != 0)
+    from_ret(r as isize).map(|_| v)
+}
+
+/// Whether a socket is listening (`SO_ACCEPTCONN`).
+pub(crate) fn is_listening(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    socket_option(fd, libc::SO_ACCEPTCONN)
+        .map(|v| v != 0)
+        .map_err(io::Error::from_raw_os_error)
 }
 
 /// `close(fd)`, with its result (`OwnedFd`'s drop ignores it).

@@ -50,3 +50,25 @@ pub fn engine() -> Engine {
     );
     e
 }
+
+/// The `LocalEngine` backends to test: the readiness loop always; io_uring unless the
+/// build has none or FERRY_BACKEND=blocking asks for the blocking side only.
+pub fn local_backends() -> Vec<Backend> {
+    if expected_backend() == Backend::IoUring {
+        vec![Backend::IoUring, Backend::Blocking]
+    } else {
+        eprintln!("LocalEngine io_uring backend not tested in this run (FERRY_BACKEND=blocking or no io_uring in this build)");
+        vec![Backend::Blocking]
+    }
+}
+
+/// A `LocalEngine` on backend `b`, checked to really run it.
+#[cfg(target_os = "linux")]
+pub fn local_ring(b: Backend) -> ferry_engine::LocalEngine {
+    let r = ferry_engine::LocalEngine::builder()
+        .backend(b)
+        .build()
+        .unwrap();
+    assert_eq!(r.backend(), b);
+    r
+}
