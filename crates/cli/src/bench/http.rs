@@ -37,20 +37,7 @@ impl Servers {
             Some(bin) => peers::start_nginx(&bin, root, server_cpu, nopush)
                 .map_err(|e| format!("nginx did not start: {e}")),
         };
-        let root_arg = root.as_os_str().to_owned();
-        let ferry = std::env::current_exe()
-            .and_then(|exe| {
-                let args = [
-                    "serve".as_ref(),
-                    "--listen".as_ref(),
-                    "127.0.0.1:0".as_ref(),
-                    "--threads".as_ref(),
-                    "1".as_ref(),
-                    "--root".as_ref(),
-                    root_arg.as_os_str(),
-                ];
-                peers::start_ferry(&exe, &args, server_cpu, "ferry serve")
-            })
+        let ferry = peers::start_ferry_serve(root, server_cpu, "ferry serve")
             .map_err(|e| format!("ferry serve did not start: {e}"));
         Servers {
             nginx: nginx(true),

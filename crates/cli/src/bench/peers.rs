@@ -144,6 +144,21 @@ pub fn start_ferry(
     Ok(Peer { child, addr, name })
 }
 
+/// `ferry serve --threads 1` of `root` (this very binary).
+pub fn start_ferry_serve(root: &Path, cpu: Option<usize>, name: &'static str) -> io::Result<Peer> {
+    let exe = std::env::current_exe()?;
+    let args: [&OsStr; 7] = [
+        "serve".as_ref(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--threads".as_ref(),
+        "1".as_ref(),
+        "--root".as_ref(),
+        root.as_os_str(),
+    ];
+    start_ferry(&exe, &args, cpu, name)
+}
+
 /// One GET on a fresh connection to `addr`: 200, Content-Length = size, every byte as
 /// written.
 pub fn verify_get(

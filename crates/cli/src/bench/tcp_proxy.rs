@@ -43,19 +43,7 @@ impl Proxies {
         let http_origin = match peers::find("nginx") {
             Some(bin) => peers::start_nginx(&bin, dir, origin_cpu, false)
                 .map_err(|e| format!("the nginx origin did not start: {e}")),
-            None => std::env::current_exe()
-                .and_then(|exe| {
-                    let args: [&OsStr; 7] = [
-                        "serve".as_ref(),
-                        "--listen".as_ref(),
-                        "127.0.0.1:0".as_ref(),
-                        "--threads".as_ref(),
-                        "1".as_ref(),
-                        "--root".as_ref(),
-                        dir.as_os_str(),
-                    ];
-                    peers::start_ferry(&exe, &args, origin_cpu, "ferry serve (origin)")
-                })
+            None => peers::start_ferry_serve(dir, origin_cpu, "ferry serve (origin)")
                 .map_err(|e| format!("the ferry serve origin did not start: {e}")),
         };
         Ok(Proxies {
