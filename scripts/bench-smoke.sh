@@ -46,7 +46,7 @@ scenarios = {"file-to-socket", "socket-to-socket", "request-response", "file-to-
 # "not run" with the reason, never fail.
 peers = {p["program"]: p["path"] for p in doc["machine"]["peers"]}
 if peers.get("nginx") and peers.get("wrk"):
-    want |= {"nginx", "ferry-serve"}
+    want |= {"nginx", "nginx-nopush-off", "ferry-serve"}
     scenarios |= {"http-static"}
 else:
     assert any("http-static" in n and "not installed" in n for n in doc["machine"]["not_run"]), doc["machine"]["not_run"]
