@@ -35,6 +35,9 @@ pub(crate) struct Job {
     pub pipe: Option<PooledPipe>,
     /// Streams kept non-blocking while this job owns them (see `modes`).
     modes: Vec<NonBlocking>,
+    /// (src, dst) are streams known to be non-blocking (held by `modes`): a splice on
+    /// them never waits, so an executor may make it as a plain syscall.
+    pub nonblocking: (bool, bool),
     pub deadline: Option<Instant>,
     pub submitted: Instant,
     /// When an executor first worked on it.
@@ -70,6 +73,7 @@ impl Job {
             dst: fds.1,
             pipe: None,
             modes: Vec::new(),
+            nonblocking: (false, false),
             deadline,
             submitted,
             started: None,
@@ -87,11 +91,13 @@ impl Job {
             if let Some(g) = NonBlocking::acquire(&self.src) {
                 self.modes.push(g);
                 self.plan.src_became_nonblocking();
+                self.nonblocking.0 = true;
             }
         }
         if self.dst_kind != FdKind::File {
             if let Some(g) = NonBlocking::acquire(&self.dst) {
                 self.modes.push(g);
+                self.nonblocking.1 = true;
             }
         }
     }
@@ -192,6 +198,7 @@ impl Job {
                 }
             }
             self.modes.clear();
+            self.nonblocking = (false, false);
         }
         self.report_progress();
         let started = self.started.unwrap_or(self.submitted);

@@ -28,6 +28,7 @@ use crate::error::{errno_of, from_ret};
 use crate::events::Event;
 use crate::job::Job;
 use crate::plan::Step;
+use crate::resolve::FdKind;
 
 /// `user_data` = tag in the top 8 bits, job id below.
 const TAG_SHIFT: u32 = 56;
@@ -430,6 +431,17 @@ impl Driver {
             let id = r.job.id;
             match step {
                 Step::Done => return self.finish(k),
+                // Splices between non-blocking streams and a pooled (non-blocking) pipe
+                // never wait: make them here, as plain syscalls. An io_uring SPLICE
+                // always runs on an io-wq worker — a thread hop per chunk, which cost a
+                // proxy twice HAProxy's CPU per MiB. A file side stays on the ring (a
+                // page-cache miss would block this thread).
+                Step::Fill { .. } | Step::Drain { .. } if direct_splice(&r.job, step) => {
+                    let res = crate::backend::steps::run(&mut r.job, step, &self.ctx.pool, false);
+                    r.job.plan.complete(step, res);
+                    r.job.report_progress();
+                    continue;
+                }
                 Step::Fill { max, .. } => {
                     if r.job.pipe.is_none() {
                         match self.ctx.pool.get() {
@@ -489,6 +501,16 @@ impl Driver {
             self.finished.push(r.job.id);
         }
         r.job.finish(&self.ctx.recorder);
+    }
+}
+
+/// Whether `step` is a splice that cannot wait: a fill from a non-blocking stream or a
+/// drain into a non-blocking stream (the pipe is always non-blocking).
+fn direct_splice(job: &Job, step: Step) -> bool {
+    match step {
+        Step::Fill { .. } => job.src_kind != FdKind::File && job.nonblocking.0,
+        Step::Drain { .. } => job.dst_kind != FdKind::File && job.nonblocking.1,
+        _ => false,
     }
 }
 
