@@ -104,8 +104,8 @@ impl Context {
             })
             .collect();
         println!(
-            "peers: {} — http-static compares nginx with ferry serve under wrk (absent peers:\n\
-             \x20 scripts/install-peers.sh); the tcp-proxy scenario (HAProxy vs ferry proxy) waits for `ferry proxy`",
+            "peers: {} — http-static compares nginx with ferry serve under wrk, tcp-proxy\n\
+             \x20 HAProxy with ferry proxy (absent peers: scripts/install-peers.sh; their rows say \"not run\")",
             peers.join(", ")
         );
         println!();

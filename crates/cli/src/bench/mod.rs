@@ -195,8 +195,7 @@ pub fn run(o: &Options) -> io::Result<()> {
     let placement = if o.pin {
         "servers (request-response, http-static) on CPU 0, load generators on CPU 1 (bulk scenarios unpinned)".into()
     } else {
-        "unpinned (--pin puts the request-response server and load generator on different CPUs)"
-            .into()
+        "unpinned (--pin puts servers and load generators on different CPUs)".into()
     };
     let ctx = header::Context::gather(
         vec![

@@ -35,7 +35,7 @@ pub fn print_legend(runs: usize) {
     println!(
         "How to read the tables: each method runs {runs} timed times, interleaved with the\n\
          others (A B C … A B C …), after one untimed run that verifies every byte.\n\
-         \x20 median, min-max   the per-run figure: GB/s (bulk) or req/s (request-response)\n\
+         \x20 median, min-max   the per-run figure: GB/s (bulk) or req/s (per-request cases)\n\
          \x20 spread            (max - min) / median: how noisy that method was here\n\
          \x20 CPU s/GB          CPU seconds of the method's threads per GB moved (less noisy)\n\
          \x20 vs base           median / the baseline's median; baseline = the best of the\n\
