@@ -205,6 +205,40 @@ impl LocalEngine {
     /// ended, EOF half-closes the other side, an error or reset stops both, one idle
     /// clock. Each direction ends with an [`Event::TransferDone`] named by one of
     /// [`LocalProxyHandle::ids`]; take the result with `try_take` once both are done.
+    ///
+    /// ```
+    /// use std::io::{Read, Write};
+    /// use std::net::{Shutdown, TcpListener, TcpStream};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use ferry_engine::{LocalEngine, Proxy};
+    /// # fn pair() -> std::io::Result<(TcpStream, TcpStream)> {
+    /// #     let l = TcpListener::bind("127.0.0.1:0")?;
+    /// #     let c = TcpStream::connect(l.local_addr()?)?;
+    /// #     Ok((c, l.accept()?.0))
+    /// # }
+    /// let mut ring = LocalEngine::new()?;
+    /// let (mut client, client_side) = pair()?; // client ↔ proxy
+    /// let (server_side, mut server) = pair()?; // proxy ↔ server
+    /// let mut h = ring.proxy(Proxy::new(Arc::new(client_side), Arc::new(server_side)))?;
+    /// client.write_all(b"ping")?;
+    /// client.shutdown(Shutdown::Write)?; // EOF passes on as a half-close
+    /// server.write_all(b"pong")?;
+    /// server.shutdown(Shutdown::Write)?;
+    /// let counts = loop {
+    ///     ring.turn(Some(Duration::from_millis(10)))?;
+    ///     ring.events().for_each(drop); // TransferDone of h.ids()
+    ///     match h.try_take() {
+    ///         Ok(result) => break result?,
+    ///         Err(pending) => h = pending,
+    ///     }
+    /// };
+    /// let (mut up, mut down) = (Vec::new(), Vec::new());
+    /// server.read_to_end(&mut up)?;
+    /// client.read_to_end(&mut down)?;
+    /// assert_eq!((up.as_slice(), down.as_slice(), counts), (&b"ping"[..], &b"pong"[..], (4, 4)));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn proxy(&mut self, p: Proxy) -> io::Result<LocalProxyHandle> {
         p.check()?;
         let (up, down) = p.transfers();
@@ -293,6 +327,26 @@ impl LocalEngine {
     /// Connects `socket` (a fresh, unconnected stream socket) to `addr`: one
     /// [`Event::Connected`]. Bound it with a `timeout` and `cancel` (the event then says
     /// `Interrupted`).
+    ///
+    /// ```
+    /// use std::net::TcpListener;
+    /// use std::sync::Arc;
+    /// use ferry_engine::{Event, LocalEngine};
+    /// let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// let socket = Arc::new(socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?);
+    /// let mut ring = LocalEngine::new()?;
+    /// let op = ring.connect(socket.clone(), listener.local_addr()?);
+    /// let result = loop {
+    ///     ring.turn(None)?;
+    ///     if let Some(Event::Connected { result, .. }) = ring.events().find(|e| matches!(e, Event::Connected { op: o, .. } if *o == op)) {
+    ///         break result;
+    ///     }
+    /// };
+    /// result?;
+    /// let (_peer, from) = listener.accept()?;
+    /// assert_eq!(from, socket.local_addr()?.as_socket().unwrap());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn connect<S: AsFd + Send + Sync + 'static>(
         &mut self,
         socket: Arc<S>,
