@@ -27,6 +27,8 @@ pub enum Event {
         conn: io::Result<OwnedFd>,
     },
     /// `recv` finished: `n` bytes at the start of `buf` (`Ok(0)`: the peer closed).
+    /// For `recv_multi`: one event per arrival (`buf` holds exactly the bytes), the
+    /// op's last one `Ok(0)` at end of stream or an error (`Interrupted` if cancelled).
     Received {
         /// The `recv` op.
         op: OpId,
@@ -77,6 +79,7 @@ pub enum Event {
 pub(crate) enum ConnOp {
     Accept(SharedFd),
     Recv(SharedFd, Vec<u8>),
+    RecvMulti(SharedFd),
     Send(SharedFd, Vec<u8>),
     Connect(SharedFd, SocketAddr),
     Timeout(Duration),
@@ -88,6 +91,7 @@ impl fmt::Debug for ConnOp {
         match self {
             ConnOp::Accept(_) => f.write_str("Accept"),
             ConnOp::Recv(_, b) => write!(f, "Recv({})", b.len()),
+            ConnOp::RecvMulti(_) => f.write_str("RecvMulti"),
             ConnOp::Send(_, b) => write!(f, "Send({})", b.len()),
             ConnOp::Connect(_, a) => write!(f, "Connect({a})"),
             ConnOp::Timeout(d) => write!(f, "Timeout({d:?})"),
@@ -107,6 +111,11 @@ pub(crate) fn ended(id: u64, op: ConnOp, e: io::Error) -> Event {
         ConnOp::Recv(_, buf) => Event::Received {
             op: op_id,
             buf,
+            result: Err(e),
+        },
+        ConnOp::RecvMulti(_) => Event::Received {
+            op: op_id,
+            buf: Vec::new(),
             result: Err(e),
         },
         ConnOp::Send(_, buf) => Event::Sent {

@@ -214,3 +214,72 @@ fn a_reset_after_data_flowed_still_fails_the_proxy_promptly() {
         assert!(r.is_err(), "{b:?}: a reset must fail the proxy: {r:?}");
     }
 }
+
+#[test]
+fn recv_multi_delivers_every_arrival_until_the_end_and_stops_on_cancel() {
+    let _g = serial();
+    for b in local_backends() {
+        let mut ring = local_ring(b);
+        let (mut client, server) = tcp_pair();
+        let server = Arc::new(server);
+        let op = ring.recv_multi(server.clone());
+        let mut sent = Vec::new();
+        let writer = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            for i in 0..5u8 {
+                let msg = vec![i; 100 + i as usize];
+                client.write_all(&msg).unwrap();
+                all.extend_from_slice(&msg);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let big = pattern(3 << 20, 9); // more than all provided buffers at once
+            client.write_all(&big).unwrap();
+            all.extend_from_slice(&big);
+            drop(client);
+            all
+        });
+        let mut got = Vec::new();
+        let mut arrivals = 0;
+        let t0 = Instant::now();
+        'outer: loop {
+            ring.turn(Some(Duration::from_millis(50))).unwrap();
+            let events: Vec<Event> = ring.events().collect();
+            for ev in events {
+                match ev {
+                    Event::Received { op: o, buf, result } if o == op => match result {
+                        Ok(0) => break 'outer,
+                        Ok(n) => {
+                            assert_eq!(n, buf.len(), "{b:?}");
+                            got.extend_from_slice(&buf);
+                            arrivals += 1;
+                        }
+                        Err(e) => panic!("{b:?}: {e}"),
+                    },
+                    other => panic!("{b:?}: unexpected {other:?}"),
+                }
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "{b:?}: no end of stream"
+            );
+        }
+        sent.extend(writer.join().unwrap());
+        assert!(
+            got == sent,
+            "{b:?}: {} of {} bytes, in order?",
+            got.len(),
+            sent.len()
+        );
+        assert!(arrivals >= 5, "{b:?}: {arrivals} arrivals");
+        // An idle multishot recv ends Interrupted when cancelled.
+        let (_peer, idle) = tcp_pair();
+        let op = ring.recv_multi(Arc::new(idle));
+        ring.turn(Some(Duration::from_millis(20))).unwrap();
+        ring.cancel(op);
+        let r = until(&mut ring, |ev| match ev {
+            Event::Received { op: o, result, .. } if o == op => Some(result),
+            _ => None,
+        });
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::Interrupted, "{b:?}");
+    }
+}

@@ -319,6 +319,15 @@ impl LocalEngine {
         self.conn(ConnOp::Recv(socket as SharedFd, buf))
     }
 
+    /// Receives until the end of the stream: one [`Event::Received`] per arrival, with
+    /// exactly the bytes that came (owned), the last one `Ok(0)` at end of stream or an
+    /// error (`Interrupted` after [`cancel`](Self::cancel)). On io_uring a multishot recv
+    /// into a ring of provided buffers (Linux 6.0; one SQE for the connection's life),
+    /// single recvs where the kernel has none; on the fallback, reads on readiness.
+    pub fn recv_multi<S: AsFd + Send + Sync + 'static>(&mut self, socket: Arc<S>) -> OpId {
+        self.conn(ConnOp::RecvMulti(socket as SharedFd))
+    }
+
     /// Sends all of `buf`: one [`Event::Sent`] when it is out (or failed).
     pub fn send<S: AsFd + Send + Sync + 'static>(&mut self, socket: Arc<S>, buf: Vec<u8>) -> OpId {
         self.conn(ConnOp::Send(socket as SharedFd, buf))

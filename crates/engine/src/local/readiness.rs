@@ -209,6 +209,48 @@ impl Readiness {
                     None
                 }
             },
+            ConnOp::RecvMulti(fd) => {
+                // Everything readable now (bounded, so other ops get their turn), then
+                // wait for more.
+                let mut buf = vec![0u8; 16 * 1024];
+                let mut wait = None;
+                for _ in 0..16 {
+                    match sys::recv(fd.as_fd(), &mut buf) {
+                        Ok(0) => {
+                            out.push(Event::Received {
+                                op,
+                                buf: Vec::new(),
+                                result: Ok(0),
+                            });
+                            return;
+                        }
+                        Ok(n) => out.push(Event::Received {
+                            op,
+                            buf: buf[..n].to_vec(),
+                            result: Ok(n),
+                        }),
+                        Err(libc::EAGAIN) => {
+                            wait = Some((fd.as_fd().as_raw_fd(), false));
+                            break;
+                        }
+                        Err(e) => {
+                            let result = Err(io::Error::from_raw_os_error(e));
+                            out.push(Event::Received {
+                                op,
+                                buf: Vec::new(),
+                                result,
+                            });
+                            return;
+                        }
+                    }
+                }
+                if wait.is_none() {
+                    self.conns.insert(id, c);
+                    self.runnable.push_back(id);
+                    return;
+                }
+                wait
+            }
             ConnOp::Send(fd, buf) => loop {
                 if c.sent == buf.len() {
                     let buf = std::mem::take(buf);

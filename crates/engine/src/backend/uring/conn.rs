@@ -10,6 +10,7 @@ use std::os::fd::{AsFd, AsRawFd, IntoRawFd};
 
 use io_uring::{cqueue, opcode, squeue, types};
 
+use super::buf_ring::{self, BufRing};
 use super::sqe::Backlog;
 use crate::events::{ended, ConnOp, Event, OpId};
 use crate::sys;
@@ -18,6 +19,9 @@ use crate::transfer::SharedFd;
 enum Kind {
     Accept(SharedFd),
     Recv(SharedFd, Vec<u8>),
+    /// Multishot recv into the provided-buffer ring (`None`), or, where the kernel has
+    /// none, single recvs into an own buffer, re-issued until the end (`Some`).
+    RecvMulti(SharedFd, Option<Vec<u8>>),
     Send(SharedFd, Vec<u8>, usize),
     Connect(SharedFd, Box<sys::RawAddr>),
     Timer(Box<types::Timespec>),
@@ -41,6 +45,16 @@ impl Conn {
         match &mut self.kind {
             Kind::Accept(fd) if self.polling => poll(fd, false),
             Kind::Recv(fd, _) if self.polling => poll(fd, false),
+            Kind::RecvMulti(fd, _) if self.polling => poll(fd, false),
+            Kind::RecvMulti(fd, None) => {
+                opcode::RecvMulti::new(types::Fd(fd.as_fd().as_raw_fd()), buf_ring::GROUP).build()
+            }
+            Kind::RecvMulti(fd, Some(buf)) => opcode::Recv::new(
+                types::Fd(fd.as_fd().as_raw_fd()),
+                buf.as_mut_ptr(),
+                buf.len() as u32,
+            )
+            .build(),
             Kind::Send(fd, _, _) if self.polling => poll(fd, true),
             Kind::Connect(fd, _) if self.polling => poll(fd, true),
             Kind::Connect(fd, addr) => {
@@ -76,6 +90,9 @@ impl Conn {
 #[derive(Default)]
 pub(crate) struct ConnTable {
     ops: HashMap<u64, Conn>,
+    /// The provided buffers of multishot recvs: `None` until the first one; then the
+    /// ring, or `Err` where the kernel cannot (single recvs are used then).
+    bufs: Option<Result<BufRing, ()>>,
 }
 
 impl ConnTable {
@@ -83,11 +100,22 @@ impl ConnTable {
         self.ops.is_empty()
     }
 
+    /// Registers the provided-buffer ring before the first multishot recv (once).
+    pub(crate) fn prepare_multishot(&mut self, ring: &io_uring::IoUring) {
+        if self.bufs.is_none() {
+            self.bufs = Some(BufRing::register(ring).map_err(|_| ()));
+        }
+    }
+
     /// Starts op `id`; its SQE goes out with the next submit (`user_data` from `ud`).
     pub(crate) fn start(&mut self, id: u64, op: ConnOp, ud: u64, backlog: &mut Backlog) {
         let kind = match op {
             ConnOp::Accept(fd) => Kind::Accept(fd),
             ConnOp::Recv(fd, buf) => Kind::Recv(fd, buf),
+            ConnOp::RecvMulti(fd) => match self.bufs {
+                Some(Ok(_)) => Kind::RecvMulti(fd, None),
+                _ => Kind::RecvMulti(fd, Some(vec![0; buf_ring::BUF_SIZE])),
+            },
             ConnOp::Send(fd, buf) => Kind::Send(fd, buf, 0),
             ConnOp::Connect(fd, addr) => Kind::Connect(fd, Box::new(sys::RawAddr::new(&addr))),
             ConnOp::Timeout(d) => Kind::Timer(Box::new(types::Timespec::from(d))),
@@ -148,6 +176,9 @@ impl ConnTable {
             self.ops.insert(id, c);
             return;
         }
+        if let Kind::RecvMulti(..) = c.kind {
+            return self.on_multi_cqe(id, c, res, flags, ud, backlog, events);
+        }
         let in_progress = matches!(c.kind, Kind::Connect(..)) && res == -libc::EINPROGRESS;
         if (res == -libc::EAGAIN || in_progress)
             && !c.cancelled
@@ -195,6 +226,7 @@ impl ConnTable {
                 };
                 events.push(Event::Received { op, buf, result });
             }
+            Kind::RecvMulti(..) => {} // on_multi_cqe
             Kind::Send(fd, buf, sent) => {
                 if res > 0 && sent + (res as usize) < buf.len() && !c.cancelled {
                     let mut c = Conn {
@@ -243,6 +275,75 @@ impl ConnTable {
         }
     }
 
+    /// A CQE of a multishot recv (or of its single-recv stand-in): one event per
+    /// arrival; the op goes on until end of stream, an error or a cancel.
+    #[allow(clippy::too_many_arguments)]
+    fn on_multi_cqe(
+        &mut self,
+        id: u64,
+        mut c: Conn,
+        res: i32,
+        flags: u32,
+        ud: u64,
+        backlog: &mut Backlog,
+        events: &mut Vec<Event>,
+    ) {
+        let op = OpId(id);
+        let mut more = cqueue::more(flags);
+        if res > 0 {
+            let data = match (&c.kind, cqueue::buffer_select(flags), &mut self.bufs) {
+                (Kind::RecvMulti(_, Some(buf)), _, _) => buf[..res as usize].to_vec(),
+                (_, Some(bid), Some(Ok(ring))) => {
+                    let data = ring.bytes(bid, res as usize).to_vec();
+                    ring.recycle(bid);
+                    data
+                }
+                _ => Vec::new(),
+            };
+            events.push(Event::Received {
+                op,
+                buf: data,
+                result: Ok(res as usize),
+            });
+        } else if res == 0 {
+            events.push(Event::Received {
+                op,
+                buf: Vec::new(),
+                result: Ok(0),
+            });
+            return; // end of stream: the op is over
+        } else if (res == -libc::EAGAIN || res == -libc::ENOBUFS) && !c.cancelled {
+            // Nothing to read yet (a non-blocking socket), or no free buffer: wait and go on.
+            c.polling = res == -libc::EAGAIN;
+            more = false;
+        } else {
+            let e = if res == -libc::ECANCELED || c.cancelled {
+                io::Error::new(io::ErrorKind::Interrupted, "recv cancelled")
+            } else {
+                io::Error::from_raw_os_error(-res)
+            };
+            events.push(Event::Received {
+                op,
+                buf: Vec::new(),
+                result: Err(e),
+            });
+            return;
+        }
+        if !more {
+            if c.cancelled {
+                let e = io::Error::new(io::ErrorKind::Interrupted, "recv cancelled");
+                events.push(Event::Received {
+                    op,
+                    buf: Vec::new(),
+                    result: Err(e),
+                });
+                return;
+            }
+            backlog.push(c.entry().user_data(ud));
+        }
+        self.ops.insert(id, c);
+    }
+
     fn end(&mut self, id: u64, c: Conn, e: io::Error, events: &mut Vec<Event>) {
         let op = OpId(id);
         events.push(match c.kind {
@@ -250,6 +351,11 @@ impl ConnTable {
             Kind::Recv(_, buf) => Event::Received {
                 op,
                 buf,
+                result: Err(e),
+            },
+            Kind::RecvMulti(..) => Event::Received {
+                op,
+                buf: Vec::new(),
                 result: Err(e),
             },
             Kind::Send(_, buf, _) => Event::Sent {

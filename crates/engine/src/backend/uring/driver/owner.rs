@@ -29,6 +29,9 @@ impl Driver {
 
     /// Starts connection op `id`.
     pub(crate) fn start_conn(&mut self, id: u64, op: ConnOp) {
+        if matches!(op, ConnOp::RecvMulti(_)) {
+            self.conns.prepare_multishot(&self.ring);
+        }
         self.conns
             .start(id, op, ud(TAG_CONN, id), &mut self.backlog);
     }
