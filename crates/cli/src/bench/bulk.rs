@@ -69,6 +69,14 @@ fn drain_pipe(
     Ok(())
 }
 
+fn not_a_mover(m: Method) -> io::Error {
+    fail(format!(
+        "{} runs only in its own scenario ({})",
+        m.name(),
+        m.family().name()
+    ))
+}
+
 fn engine_for(method: Method, engines: &Engines) -> io::Result<&ferry_engine::Engine> {
     let e = match method {
         Method::EngineUring => &engines.uring,
@@ -152,14 +160,8 @@ where
             let h = ring.submit(t)?;
             ring.wait(h)?;
         }
-        Method::Nginx
-        | Method::NginxNoPush
-        | Method::FerryServe
-        | Method::Haproxy
-        | Method::HaproxySplice
-        | Method::FerryProxy => {
-            return Err(fail("servers and proxies run only in their own scenarios"))
-        }
+        // Servers and proxies (http-static, tcp-proxy) are not byte movers.
+        other => return Err(not_a_mover(other)),
     }
     Ok(())
 }
@@ -324,14 +326,8 @@ pub fn socket_to_socket(
             ring.wait(h)?;
         }
         Method::Sendfile => return Err(fail("sendfile does not apply to socket-to-socket")),
-        Method::Nginx
-        | Method::NginxNoPush
-        | Method::FerryServe
-        | Method::Haproxy
-        | Method::HaproxySplice
-        | Method::FerryProxy => {
-            return Err(fail("servers and proxies run only in their own scenarios"))
-        }
+        // Servers and proxies (http-static, tcp-proxy) are not byte movers.
+        other => return Err(not_a_mover(other)),
     }
     outbound.shutdown(Shutdown::Write)?;
     drop((inbound, outbound));
