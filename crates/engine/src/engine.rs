@@ -169,7 +169,8 @@ impl Engine {
             }),
             group,
         );
-        let job = crate::inline::prepare(t, r, slot.clone(), self.exec.caps(r.kind), &self.ctx);
+        let job =
+            crate::inline::prepare(t, r, slot.clone(), self.exec.caps(r.kind), &self.ctx, None);
         if let Some(job) = crate::inline::or_hand_over(job, &self.ctx) {
             self.exec.submit(job);
         }

@@ -28,12 +28,29 @@ use crate::sys;
 use crate::transfer::Transfer;
 
 /// The job of a checked transfer, for an executor that can do `caps` (every
-/// submit path — `Engine` and `LocalEngine` — builds it here).
-pub(crate) fn prepare(t: Transfer, r: &Resolved, slot: Arc<Slot>, caps: Caps, ctx: &Ctx) -> Job {
+/// submit path — `Engine` and `LocalEngine` — builds it here). `memory`: the source
+/// file's whole contents from a body cache (the plan then sends from it).
+pub(crate) fn prepare(
+    t: Transfer,
+    r: &Resolved,
+    slot: Arc<Slot>,
+    caps: Caps,
+    ctx: &Ctx,
+    memory: Option<Arc<[u8]>>,
+) -> Job {
     let submitted = Instant::now();
     let small = ctx.config.small_threshold;
     let mut caps = caps;
-    caps.zero_copy_small = zero_copy_ok(&t, r, small);
+    let mut r = r.clone();
+    if let Some(m) = &memory {
+        // Known exactly: the buffered strategy sizes its staging to it.
+        r.src_avail = Some((m.len() as u64).saturating_sub(r.src_off.unwrap_or(0)));
+        caps.zero_copy_small = false;
+        caps.memory = true;
+    } else {
+        caps.zero_copy_small = zero_copy_ok(&t, &r, small);
+    }
+    let r = &r;
     let plan = Plan::new(r, t.header, t.trailer, caps, small);
     let mut job = Job::new(
         slot.id,
@@ -46,6 +63,7 @@ pub(crate) fn prepare(t: Transfer, r: &Resolved, slot: Arc<Slot>, caps: Caps, ct
         slot,
     );
     job.idle = t.idle;
+    job.memory = memory;
     job.half_close = t.half_close;
     job.small = r.src_kind == FdKind::File
         && match (r.len, r.src_avail) {
@@ -81,9 +99,11 @@ pub(crate) fn zero_copy_ok(t: &Transfer, r: &Resolved, small: u64) -> bool {
     };
     r.src_kind == FdKind::File
         && r.dst_kind == FdKind::Socket
-        && r.dst_nonblocking
         && !t.header.is_empty()
         && body <= small
+        && r.dst_nonblocking.unwrap_or_else(|| {
+            sys::get_fl(t.dst.as_fd()).is_ok_and(|fl| fl & libc::O_NONBLOCK != 0)
+        })
         && sys::all_cached(t.src.as_fd(), r.src_off.unwrap_or(0), body)
 }
 
@@ -92,7 +112,10 @@ pub(crate) fn zero_copy_ok(t: &Transfer, r: &Resolved, small: u64) -> bool {
 pub(crate) fn eligible(job: &Job) -> bool {
     job.dst_kind == FdKind::Socket
         && job.small
-        && matches!(job.plan.strategy(), Strategy::Buffered | Strategy::Sendfile)
+        && matches!(
+            job.plan.strategy(),
+            Strategy::Buffered | Strategy::Sendfile | Strategy::Memory
+        )
 }
 
 /// Runs the plan while no step would block; true when the plan has ended (success or
@@ -107,6 +130,7 @@ pub(crate) fn attempt(job: &mut Job, pool: &PipePool) -> bool {
             | Step::Send { .. }
             | Step::Header { .. }
             | Step::Sendfile { .. }
+            | Step::Gather { .. }
             | Step::Trailer { .. } => {
                 let r = steps::run(job, step, pool, true);
                 if r == Err(libc::EAGAIN) {

@@ -49,6 +49,9 @@ pub(crate) struct Job {
     pub half_close: bool,
     /// A small file body (at most `small_threshold`): the inline attempt may run it.
     pub small: bool,
+    /// The source file's whole contents (a body cache's snapshot) for the memory
+    /// strategy's gather sends.
+    pub memory: Option<Arc<[u8]>>,
 }
 
 impl Job {
@@ -81,6 +84,7 @@ impl Job {
             idle: None,
             half_close: false,
             small: false,
+            memory: None,
         }
     }
 

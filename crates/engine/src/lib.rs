@@ -47,6 +47,7 @@
 // Modules import each other in one direction: docs/engine.md lists the order.
 mod backend;
 mod backend_kind;
+mod body_cache;
 mod builder;
 mod engine;
 mod error;

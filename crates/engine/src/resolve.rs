@@ -35,7 +35,9 @@ pub(crate) struct Resolved {
     /// still ends at the first read of 0).
     pub src_avail: Option<u64>,
     pub src_nonblocking: bool,
-    pub dst_nonblocking: bool,
+    /// None: not asked (a socket seen before needs no flags checked; whoever needs
+    /// O_NONBLOCK asks then).
+    pub dst_nonblocking: Option<bool>,
 }
 
 fn invalid(arg: &str, why: impl fmt::Display) -> io::Error {
@@ -128,8 +130,15 @@ pub(crate) fn resolve(t: &Transfer, cache: &FdCache) -> io::Result<Resolved> {
         sys::get_fl(src).map_err(|e| invalid("src", e))?
     };
     check_flags(src_kind, src_fl, "src")?;
-    let dst_fl = sys::get_fl(dst).map_err(|e| invalid("dst", e))?;
-    check_flags(dst_kind, dst_fl, "dst")?;
+    // A socket seen before has no flags to check (O_APPEND and the access mode do not
+    // apply): save the fcntl per response.
+    let dst_fl = if dst_cached == Some(FdKind::Socket) {
+        None
+    } else {
+        let fl = sys::get_fl(dst).map_err(|e| invalid("dst", e))?;
+        check_flags(dst_kind, fl, "dst")?;
+        Some(fl)
+    };
     // Without `len` the file's size at submit sizes the buffers and MORE hints.
     if src_kind == FdKind::File && t.len.is_none() && src_size.is_none() {
         src_size = Some(fd_kind(src, "src")?.1);
@@ -186,6 +195,6 @@ pub(crate) fn resolve(t: &Transfer, cache: &FdCache) -> io::Result<Resolved> {
         len: t.len,
         src_avail,
         src_nonblocking: src_fl & libc::O_NONBLOCK != 0,
-        dst_nonblocking: dst_fl & libc::O_NONBLOCK != 0,
+        dst_nonblocking: dst_fl.map(|fl| fl & libc::O_NONBLOCK != 0),
     })
 }

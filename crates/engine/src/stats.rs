@@ -101,6 +101,9 @@ pub struct EngineStats {
     /// Inline attempts that handed the rest to the backend (socket full, or body
     /// not in the page cache).
     pub inline_handed_over: u64,
+    /// Transfers whose file body came from a `LocalEngine`'s body cache (sent from
+    /// memory, see `LocalEngineBuilder::body_cache`).
+    pub from_memory: u64,
     /// io_uring io-wq worker threads alive in this process (`iou-wrk-*`), now.
     pub iowq_workers: usize,
     /// The engine's pipe pool.
@@ -140,6 +143,7 @@ pub(crate) struct Recorder {
     pub in_flight: AtomicU64,
     pub inline_done: AtomicU64,
     pub inline_handoff: AtomicU64,
+    pub from_memory: AtomicU64,
 }
 
 impl Recorder {
@@ -195,6 +199,7 @@ impl Recorder {
             in_flight: self.in_flight.load(Relaxed),
             inline_completed: self.inline_done.load(Relaxed),
             inline_handed_over: self.inline_handoff.load(Relaxed),
+            from_memory: self.from_memory.load(Relaxed),
             iowq_workers: iowq_workers(),
             pipes,
         }

@@ -34,7 +34,7 @@ fn write_dst(
 }
 
 /// Carries out `step` (not `Poll` or `Done`, which the executor handles) and returns
-/// what the plan's `complete` takes.
+/// what the plan's `complete` takes. `Gather` never waits, whatever `nowait` says.
 pub(crate) fn run(job: &mut Job, step: Step, pool: &PipePool, nowait: bool) -> Result<usize, i32> {
     let (src, dst, dk) = (job.src.as_fd(), job.dst.as_fd(), job.dst_kind);
     match step {
@@ -59,6 +59,24 @@ pub(crate) fn run(job: &mut Job, step: Step, pool: &PipePool, nowait: bool) -> R
             dst_off,
             nowait,
         ),
+        Step::Gather {
+            header_from,
+            body_off,
+            body_len,
+            trailer_from,
+        } => {
+            let m = job.memory.as_deref().unwrap_or(&[]);
+            let start = (body_off as usize).min(m.len());
+            let end = start.saturating_add(body_len).min(m.len());
+            sys::send_gather(
+                dst,
+                [
+                    &job.plan.header()[header_from..],
+                    &m[start..end],
+                    &job.plan.trailer()[trailer_from..],
+                ],
+            )
+        }
         Step::Read { src_off, at, len } => {
             let buf = &mut job.plan.staging_mut()[at..at + len];
             match (nowait, src_off) {

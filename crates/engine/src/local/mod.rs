@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use crate::backend::{Config, Ctx, LocalExec};
 use crate::backend_kind::Backend;
+use crate::body_cache::BodyCache;
 use crate::events::{ConnOp, Event, OpId};
 use crate::group::Group;
 use crate::handle::{Completed, Progress, Slot, TransferHandle};
@@ -37,6 +38,7 @@ pub struct LocalEngineBuilder {
     config: Config,
     pipe_size: usize,
     pipe_pool_capacity: usize,
+    body_cache: (u64, usize),
 }
 
 impl LocalEngineBuilder {
@@ -51,6 +53,16 @@ impl LocalEngineBuilder {
     /// (default 64 KiB).
     pub fn small_threshold(mut self, bytes: u64) -> Self {
         self.config.small_threshold = bytes;
+        self
+    }
+
+    /// Small file bodies kept in memory: files of at most `max_body` bytes, `budget`
+    /// bytes in all (default 16 KiB and 4 MiB; a budget of 0 turns it off). A
+    /// response from a hot file then costs one `fstat` and one `send` of header and
+    /// body, never stale bytes: an entry serves only while the file's size, mtime and
+    /// ctime are those it was read at (docs/local.md has the rules and numbers).
+    pub fn body_cache(mut self, max_body: u64, budget: usize) -> Self {
+        self.body_cache = (max_body, budget);
         self
     }
 
@@ -89,6 +101,7 @@ impl LocalEngineBuilder {
             exec,
             ctx,
             fd_cache: FdCache::default(),
+            body_cache: BodyCache::new(self.body_cache.0, self.body_cache.1),
             next_id: 1,
             fallback_reason,
             events: Vec::new(),
@@ -136,6 +149,7 @@ pub struct LocalEngine {
     exec: Box<dyn LocalExec>,
     ctx: Ctx,
     fd_cache: FdCache,
+    body_cache: BodyCache,
     next_id: u64,
     backend: Backend,
     fallback_reason: Option<String>,
@@ -172,6 +186,7 @@ impl LocalEngine {
             },
             pipe_size: 1 << 20,
             pipe_pool_capacity: 64,
+            body_cache: (16 << 10, 4 << 20),
         }
     }
 
@@ -265,12 +280,35 @@ impl LocalEngine {
             }),
             group,
         );
-        let job = crate::inline::prepare(t, r, slot.clone(), self.exec.caps(r.kind), &self.ctx);
+        let memory = self.memory_body(&t, r);
+        let job = crate::inline::prepare(
+            t,
+            r,
+            slot.clone(),
+            self.exec.caps(r.kind),
+            &self.ctx,
+            memory,
+        );
         match crate::inline::or_hand_over(job, &self.ctx) {
             Some(job) => self.exec.submit(job),
             None => self.events.push(Event::TransferDone { op: OpId(id) }),
         }
         LocalHandle::new(slot)
+    }
+
+    /// A small file body into a socket from the body cache, when it may come from
+    /// there: the file's whole contents, read now or earlier and unchanged since.
+    fn memory_body(&mut self, t: &Transfer, r: &Resolved) -> Option<Arc<[u8]>> {
+        if r.kind != crate::transfer::TransferKind::FileToSocket || !self.body_cache.may_hold(r.len)
+        {
+            return None;
+        }
+        let m = self.body_cache.body(t.src.as_fd())?;
+        self.ctx
+            .recorder
+            .from_memory
+            .fetch_add(1, Ordering::Relaxed);
+        Some(m)
     }
 
     /// One turn: submits everything queued in one enter, waits at most `timeout`

@@ -23,6 +23,7 @@ use std::io;
 use crate::error::{kernel_error, TransferError};
 use crate::resolve::{FdKind, Resolved};
 
+mod memory;
 mod staging;
 mod step;
 
@@ -79,6 +80,8 @@ pub(crate) struct Plan {
     done: bool,
     /// Writes that moved fewer bytes than asked (stats).
     short_writes: u64,
+    /// Memory strategy: the body bytes memory holds for this transfer.
+    memory_body: u64,
 }
 
 impl Plan {
@@ -98,6 +101,7 @@ impl Plan {
             (None, a) => a,
         };
         let strategy = match (src_file, r.dst_kind) {
+            (true, FdKind::Socket) if caps.memory && r.src_avail.is_some() => Strategy::Memory,
             (true, FdKind::File) if caps.copy_range => Strategy::CopyRange,
             (true, FdKind::File) => Strategy::Splice,
             (true, _) if caps.zero_copy_small && hint.is_some_and(|h| h <= small) => {
@@ -135,7 +139,12 @@ impl Plan {
             stopped: None,
             done: false,
             short_writes: 0,
+            memory_body: 0,
         };
+        if strategy == Strategy::Memory {
+            let avail = r.src_avail.unwrap_or(0);
+            plan.memory_body = r.len.map_or(avail, |l| l.min(avail));
+        }
         if strategy == Strategy::Buffered {
             plan.stage_header();
         }
@@ -261,6 +270,9 @@ impl Plan {
         if self.strategy == Strategy::Buffered {
             return self.next_buffered();
         }
+        if self.strategy == Strategy::Memory {
+            return self.next_memory();
+        }
         if self.strategy == Strategy::Relay {
             if let Some(step) = self.next_relay() {
                 return step;
@@ -318,7 +330,7 @@ impl Plan {
                 dst_off: self.dst_off.unwrap_or(0),
                 len: self.left().min(FILE_STEP) as usize,
             },
-            Strategy::Splice | Strategy::Buffered | Strategy::Relay => {
+            Strategy::Splice | Strategy::Buffered | Strategy::Relay | Strategy::Memory => {
                 if self.poll_src_first && !self.src_ready {
                     return Step::Poll(Side::Src);
                 }
@@ -370,6 +382,12 @@ impl Plan {
             Step::Header { from, .. } => self.header.len() - from,
             Step::Trailer { from, .. } => self.trailer.len() - from,
             Step::Send { len, .. } | Step::Drain { len, .. } => len,
+            Step::Gather {
+                header_from,
+                body_len,
+                trailer_from,
+                ..
+            } => self.header.len() - header_from + body_len + self.trailer.len() - trailer_from,
             _ => n,
         };
         self.short_writes += u64::from(n < asked);
@@ -397,6 +415,7 @@ impl Plan {
                 }
             }
             Step::Send { .. } => self.sent_staged(n),
+            Step::Gather { .. } => self.sent_gathered(n),
             Step::Sendfile { .. } => self.moved_direct(n),
             Step::CopyRange { .. } => {
                 if n == 0 && self.first_copy && self.hint.is_some_and(|h| h > 0) {

@@ -24,6 +24,9 @@ pub(crate) enum Strategy {
     CopyRange,
     /// src → pooled pipe → dst with two splices.
     Splice,
+    /// File body held in memory (a `LocalEngine`'s body cache): header, body and
+    /// trailer gathered into one non-blocking `sendmsg` — no read, no staging copy.
+    Memory,
     /// Stream → socket, small flows: read up to [`RELAY_BUF`](super::RELAY_BUF) into the
     /// staging buffer and send it at once (no pipe, no io-wq hand-off); after
     /// [`RELAY_SWITCH`](super::RELAY_SWITCH) reads in a row that fill the buffer the flow
@@ -42,6 +45,8 @@ pub(crate) struct Caps {
     /// staging buffer: set for the inline attempt when the body is in the page cache,
     /// the socket is non-blocking and a header goes first (see `inline`).
     pub zero_copy_small: bool,
+    /// The file body is in memory (`Strategy::Memory`); `src_avail` is exact.
+    pub memory: bool,
     /// Small stream → socket flows go through the staging buffer (`Strategy::Relay`)
     /// until they prove bulky. Executors set it; the plan's unit tests of the splice
     /// path leave it off.
@@ -54,6 +59,7 @@ impl Caps {
         sendfile: true,
         copy_range: true,
         zero_copy_small: false,
+        memory: false,
         relay: true,
     };
 
@@ -66,6 +72,7 @@ impl Caps {
         sendfile: false,
         copy_range: false,
         zero_copy_small: false,
+        memory: false,
         relay: true,
     };
 }
@@ -116,6 +123,15 @@ pub(crate) enum Step {
     },
     /// Write `trailer()[from..]` to dst.
     Trailer { from: usize, dst_off: Option<u64> },
+    /// Memory strategy: one non-blocking gather send of `header()[header_from..]`,
+    /// the body's `body_len` bytes at file offset `body_off` (from the job's memory),
+    /// and `trailer()[trailer_from..]`.
+    Gather {
+        header_from: usize,
+        body_off: u64,
+        body_len: usize,
+        trailer_from: usize,
+    },
     /// Wait for readiness of one side, then ask again.
     Poll(Side),
     /// Nothing left: the transfer succeeded, or failed with [`Plan::take_error`].
@@ -132,6 +148,7 @@ impl Step {
                 | Step::Trailer { .. }
                 | Step::Drain { .. }
                 | Step::Sendfile { .. }
+                | Step::Gather { .. }
         )
     }
 }

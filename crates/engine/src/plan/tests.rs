@@ -13,7 +13,7 @@ fn resolved(src: FdKind, dst: FdKind, len: Option<u64>, avail: Option<u64>) -> R
         len,
         src_avail: avail,
         src_nonblocking: true,
-        dst_nonblocking: true,
+        dst_nonblocking: Some(true),
     }
 }
 
@@ -83,6 +83,17 @@ impl Kernel {
                 self.out += n;
                 n
             }
+            Step::Gather {
+                header_from,
+                body_len,
+                trailer_from,
+                ..
+            } => {
+                let _ = (header_from, trailer_from);
+                let n = body_len.min(self.dst_chunk);
+                self.out += n;
+                self.dst_chunk // clipped by `run` to what the step asked
+            }
             Step::Poll(_) => 1,
             Step::Done => 0,
         })
@@ -99,6 +110,17 @@ impl Kernel {
             let r = match (step, self.answer(step)) {
                 (Step::Header { from, .. }, Ok(n)) => Ok(n.min(p.header().len() - from)),
                 (Step::Trailer { from, .. }, Ok(n)) => Ok(n.min(p.trailer().len() - from)),
+                (
+                    Step::Gather {
+                        header_from,
+                        body_len,
+                        trailer_from,
+                        ..
+                    },
+                    Ok(n),
+                ) => Ok(n.min(
+                    p.header().len() - header_from + body_len + p.trailer().len() - trailer_from,
+                )),
                 (_, r) => r,
             };
             p.complete(step, r);
@@ -628,4 +650,112 @@ fn relay_counts_every_byte_to_the_end_with_short_writes() {
         RELAY,
     );
     assert_eq!(p.strategy(), Strategy::Splice);
+}
+
+const MEMORY: Caps = Caps {
+    memory: true,
+    ..Caps::RING
+};
+
+#[test]
+fn a_body_in_memory_is_one_gather_send_continued_after_short_writes() {
+    let mut p = plan(
+        resolved(FdKind::File, FdKind::Socket, Some(1000), Some(1000)),
+        b"HEAD",
+        b"TAIL",
+        MEMORY,
+    );
+    assert_eq!(p.strategy(), Strategy::Memory);
+    let mut k = Kernel::new(0, usize::MAX);
+    assert!(k.run(&mut p).is_none());
+    assert_eq!(k.steps.len(), 1, "{:?}", k.steps);
+    assert_eq!(
+        k.steps[0],
+        Step::Gather {
+            header_from: 0,
+            body_off: 100,
+            body_len: 1000,
+            trailer_from: 0
+        }
+    );
+    assert_eq!(
+        (p.header_bytes(), p.body_bytes(), p.trailer_bytes()),
+        (4, 1000, 4)
+    );
+    // Writes of 3 bytes: every byte once, in order, the offsets advancing.
+    let mut p = plan(
+        resolved(FdKind::File, FdKind::Socket, None, Some(50)),
+        b"HEAD",
+        b"TAIL",
+        MEMORY,
+    );
+    let mut k = Kernel::new(0, 3);
+    assert!(k.run(&mut p).is_none());
+    assert_eq!(
+        (p.header_bytes(), p.body_bytes(), p.trailer_bytes()),
+        (4, 50, 4)
+    );
+    assert_eq!(k.steps.len(), 58usize.div_ceil(3));
+    assert_eq!(
+        k.steps[2],
+        Step::Gather {
+            header_from: 4,
+            body_off: 102,
+            body_len: 48,
+            trailer_from: 0
+        }
+    );
+    assert_eq!(p.short_writes(), 19);
+}
+
+#[test]
+fn a_body_in_memory_shorter_than_len_fails_after_it_without_the_trailer() {
+    let mut p = plan(
+        resolved(FdKind::File, FdKind::Socket, Some(1000), Some(600)),
+        b"HEAD",
+        b"TAIL",
+        MEMORY,
+    );
+    let mut k = Kernel::new(0, usize::MAX);
+    let e = k.run(&mut p).expect("short source");
+    assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+    assert_eq!(
+        (p.header_bytes(), p.body_bytes(), p.trailer_bytes()),
+        (4, 600, 0)
+    );
+    assert!(matches!(
+        k.steps[0],
+        Step::Gather {
+            body_len: 600,
+            trailer_from: 4,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_body_in_memory_waits_on_eagain_and_fails_with_epipe_on_a_reset() {
+    let mut p = plan(
+        resolved(FdKind::File, FdKind::Socket, Some(10), Some(10)),
+        b"H",
+        b"",
+        MEMORY,
+    );
+    let step = p.next();
+    p.complete(step, Err(libc::EAGAIN));
+    assert_eq!(p.next(), Step::Poll(Side::Dst));
+    p.complete(Step::Poll(Side::Dst), Ok(1));
+    let step = p.next();
+    assert_eq!(
+        step,
+        Step::Gather {
+            header_from: 0,
+            body_off: 100,
+            body_len: 10,
+            trailer_from: 0
+        }
+    );
+    p.complete(step, Err(libc::ECONNRESET));
+    assert_eq!(p.next(), Step::Done);
+    assert_eq!(p.take_error().unwrap().raw_os_error(), Some(libc::EPIPE));
 }

@@ -44,6 +44,39 @@ pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<(FileType, u64)> {
     Ok((t, st.st_size as u64))
 }
 
+/// What identifies a file's contents at one moment: device, inode, size, and the
+/// modification and change times (ns). Equal stamps before and after a read mean the
+/// bytes read are the file's; a later write changes `ctime` (which no one can set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub regular: bool,
+    pub mtime: (i64, i64),
+    pub ctime: (i64, i64),
+}
+
+/// `fstat(fd)` as a [`Stamp`].
+pub(crate) fn stamp(fd: BorrowedFd<'_>) -> io::Result<Stamp> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat fills the whole struct on success; it is read only then.
+    let st = unsafe {
+        if libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        st.assume_init()
+    };
+    Ok(Stamp {
+        dev: st.st_dev as u64,
+        ino: st.st_ino as u64,
+        size: st.st_size as u64,
+        regular: st.st_mode & libc::S_IFMT == libc::S_IFREG,
+        mtime: (st.st_mtime as i64, st.st_mtime_nsec as i64),
+        ctime: (st.st_ctime as i64, st.st_ctime_nsec as i64),
+    })
+}
+
 /// `fcntl(fd, F_GETFL)`: access mode and status flags.
 pub(crate) fn get_fl(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
     // SAFETY: F_GETFL takes no argument and only reads the fd's flags.
@@ -81,6 +114,37 @@ pub(crate) fn send(
     loop {
         // SAFETY: `buf` is valid for reads of its length; the borrow keeps the fd open.
         let r = unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), flags) };
+        match from_ret(r) {
+            Err(libc::EINTR) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// `sendmsg(parts, MSG_DONTWAIT | MSG_NOSIGNAL)`: the parts in order, in one call,
+/// never waiting (a full socket buffer is `EAGAIN`). EINTR is retried.
+pub(crate) fn send_gather(fd: BorrowedFd<'_>, parts: [&[u8]; 3]) -> Result<usize, i32> {
+    let empty = libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    };
+    let mut iov = [empty; 3];
+    let mut n = 0;
+    for p in parts.iter().filter(|p| !p.is_empty()) {
+        iov[n] = libc::iovec {
+            iov_base: p.as_ptr() as *mut libc::c_void,
+            iov_len: p.len(),
+        };
+        n += 1;
+    }
+    // SAFETY: an all-zero msghdr is valid (no name, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = n as _;
+    loop {
+        // SAFETY: every iovec describes a live slice that is only read during the
+        // call; `iov` outlives it; the borrow keeps the fd open.
+        let r = unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, NOSIGNAL | libc::MSG_DONTWAIT) };
         match from_ret(r) {
             Err(libc::EINTR) => continue,
             other => return other,

@@ -1,7 +1,10 @@
 //! The io_uring executor of a `LocalEngine`: one ring driven by its owner's thread
-//! (no driver thread, no hand-off), with an eventfd registered with the ring that
-//! becomes readable when completions are posted.
+//! (no driver thread, no hand-off), with an eventfd that becomes readable when
+//! completions are posted — registered with the ring only once the owner asks for the
+//! fd: the kernel signals a registered eventfd for every CQE, and an owner that only
+//! calls `turn` would pay for that (and for a read of it each turn) for nothing.
 
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
@@ -23,8 +26,12 @@ pub(crate) struct UringLocal {
     driver: Driver,
     tx: Sender<Msg>,
     wake: Arc<Wake>,
-    /// Signalled by the kernel for every CQE (`IORING_REGISTER_EVENTFD`).
+    /// Signalled by the kernel for every CQE (`IORING_REGISTER_EVENTFD`) once
+    /// `registered`.
     notify: OwnedFd,
+    registered: Cell<bool>,
+    /// Why registering failed (reported by the next turn).
+    register_error: RefCell<Option<io::Error>>,
 }
 
 impl UringLocal {
@@ -33,13 +40,14 @@ impl UringLocal {
         let wake = Arc::new(Wake::new()?);
         let mut driver = Driver::new(ctx, rx, wake.clone())?;
         let notify = sys::eventfd()?;
-        driver.register_eventfd(notify.as_raw_fd())?;
         driver.set_local();
         Ok(UringLocal {
             driver,
             tx,
             wake,
             notify,
+            registered: Cell::new(false),
+            register_error: RefCell::new(None),
         })
     }
 }
@@ -66,9 +74,14 @@ impl LocalExec for UringLocal {
     }
 
     fn turn(&mut self, timeout: Option<Duration>, out: &mut Vec<Event>) -> io::Result<()> {
-        // Empty the eventfd first: a CQE posted after the reap below signals it again,
-        // so an owner sleeping on it never misses one.
-        sys::eventfd_drain(self.notify.as_fd());
+        if let Some(e) = self.register_error.borrow_mut().take() {
+            return Err(e);
+        }
+        if self.registered.get() {
+            // Empty the eventfd first: a CQE posted after the reap below signals it
+            // again, so an owner sleeping on it never misses one.
+            sys::eventfd_drain(self.notify.as_fd());
+        }
         self.driver.turn(timeout)?;
         out.append(&mut self.driver.events);
         out.extend(
@@ -81,6 +94,16 @@ impl LocalExec for UringLocal {
     }
 
     fn fd(&self) -> BorrowedFd<'_> {
+        if !self.registered.replace(true) {
+            match self.driver.register_eventfd(self.notify.as_raw_fd()) {
+                // Completions may already wait: readable once, so the owner turns.
+                Ok(()) => sys::eventfd_signal(self.notify.as_fd()),
+                Err(e) => {
+                    sys::eventfd_signal(self.notify.as_fd()); // the turn reports it
+                    *self.register_error.borrow_mut() = Some(e);
+                }
+            }
+        }
         self.notify.as_fd()
     }
 

@@ -93,7 +93,9 @@ pub(crate) fn entry(job: &mut Job, step: Step, fill_len: usize) -> Option<squeue
         }
         Step::Poll(Side::Src) => opcode::PollAdd::new(src, libc::POLLIN as u32).build(),
         Step::Poll(Side::Dst) => opcode::PollAdd::new(dst, libc::POLLOUT as u32).build(),
-        Step::Sendfile { .. } | Step::CopyRange { .. } | Step::Done => return None,
+        Step::Sendfile { .. } | Step::CopyRange { .. } | Step::Gather { .. } | Step::Done => {
+            return None
+        }
     };
     Some(e)
 }

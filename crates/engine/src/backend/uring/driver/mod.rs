@@ -436,7 +436,9 @@ impl Driver {
                 // always runs on an io-wq worker — a thread hop per chunk, which cost a
                 // proxy twice HAProxy's CPU per MiB. A file side stays on the ring (a
                 // page-cache miss would block this thread).
-                Step::Fill { .. } | Step::Drain { .. } if direct_splice(&r.job, step) => {
+                Step::Fill { .. } | Step::Drain { .. } | Step::Gather { .. }
+                    if direct(&r.job, step) =>
+                {
                     let res = crate::backend::steps::run(&mut r.job, step, &self.ctx.pool, false);
                     r.job.plan.complete(step, res);
                     r.job.report_progress();
@@ -504,10 +506,12 @@ impl Driver {
     }
 }
 
-/// Whether `step` is a splice that cannot wait: a fill from a non-blocking stream or a
-/// drain into a non-blocking stream (the pipe is always non-blocking).
-fn direct_splice(job: &Job, step: Step) -> bool {
+/// Whether `step` cannot wait, so it is made here: a splice filling from a
+/// non-blocking stream or draining into one (the pipe is always non-blocking), or a
+/// gather send of a body the job holds in memory.
+fn direct(job: &Job, step: Step) -> bool {
     match step {
+        Step::Gather { .. } => true, // a MSG_DONTWAIT sendmsg from memory
         Step::Fill { .. } => job.src_kind != FdKind::File && job.nonblocking.0,
         Step::Drain { .. } => job.dst_kind != FdKind::File && job.nonblocking.1,
         _ => false,

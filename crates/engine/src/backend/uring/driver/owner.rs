@@ -63,7 +63,11 @@ impl Driver {
         self.reap();
         self.drain_messages()?;
         self.backlog.flush(&mut self.ring)?;
-        self.ring.submit()?;
+        // Ops the reap queued (a job's next step) reach the kernel before the owner
+        // may sleep elsewhere; nothing queued, no enter.
+        if !self.ring.submission().is_empty() {
+            self.ring.submit()?;
+        }
         Ok(())
     }
 
