@@ -25,16 +25,21 @@ pub(crate) enum FileType {
     Other,
 }
 
-/// `fstat(fd)`: the fd's type and size.
-pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<(FileType, u64)> {
+/// `fstat(fd)`.
+fn raw_stat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: fstat fills the whole struct on success; it is read only then.
-    let st = unsafe {
+    unsafe {
         if libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) == -1 {
             return Err(io::Error::last_os_error());
         }
-        st.assume_init()
-    };
+        Ok(st.assume_init())
+    }
+}
+
+/// `fstat(fd)`: the fd's type and size.
+pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<(FileType, u64)> {
+    let st = raw_stat(fd)?;
     let t = match st.st_mode & libc::S_IFMT {
         libc::S_IFREG => FileType::Regular,
         libc::S_IFSOCK => FileType::Socket,
@@ -59,14 +64,7 @@ pub(crate) struct Stamp {
 
 /// `fstat(fd)` as a [`Stamp`].
 pub(crate) fn stamp(fd: BorrowedFd<'_>) -> io::Result<Stamp> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: fstat fills the whole struct on success; it is read only then.
-    let st = unsafe {
-        if libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) == -1 {
-            return Err(io::Error::last_os_error());
-        }
-        st.assume_init()
-    };
+    let st = raw_stat(fd)?;
     Ok(Stamp {
         dev: st.st_dev as u64,
         ino: st.st_ino as u64,
