@@ -126,3 +126,28 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         std::thread::park();
     }
 }
+
+/// Drops `f`'s pages from the page cache (written back first), so the next read of it
+/// has to wait for the disk. False when the kernel kept them (tmpfs, no `cachestat` to
+/// check): the caller must then say that it could not test the uncached path.
+pub fn evict(f: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    f.sync_all().unwrap();
+    // SAFETY: posix_fadvise takes no memory arguments; the fd is borrowed from `f`.
+    let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    assert_eq!(r, 0, "posix_fadvise failed");
+    // struct cachestat_range { off, len } and struct cachestat (5 × u64); len 0 = to EOF.
+    let range = [0u64, 0u64];
+    let mut st = [0u64; 5];
+    // SAFETY: both arrays are live and laid out as the kernel's structs; flags are 0.
+    let r = unsafe {
+        libc::syscall(
+            451, // cachestat, the same number on every architecture
+            f.as_raw_fd(),
+            range.as_ptr(),
+            st.as_mut_ptr(),
+            0,
+        )
+    };
+    r == 0 && st[0] == 0
+}

@@ -198,6 +198,16 @@ impl Plan {
         self.trailer_sent as u64
     }
 
+    /// Body bytes still expected from the source, as far as submit knew (`len`, else
+    /// the file's size then); 0 when the next read is only to see the end.
+    #[cfg_attr(
+        not(all(target_os = "linux", not(ferry_force_fallback))),
+        allow(dead_code)
+    )]
+    pub(crate) fn expected_left(&self) -> Option<u64> {
+        self.hint.map(|h| h.saturating_sub(self.read))
+    }
+
     /// Bytes sitting in the pipe: a pipe holding any must never go back to the pool.
     pub(crate) fn in_pipe(&self) -> usize {
         self.in_pipe

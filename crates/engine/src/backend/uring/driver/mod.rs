@@ -529,8 +529,11 @@ fn direct(job: &Job, step: Step, busy: bool) -> bool {
             src_off: Some(off),
             max,
         } if job.src_kind == FdKind::File => {
-            let len = max.min(job.pipe.as_ref().map_or(max, |p| p.size()));
-            crate::sys::all_cached(job.src.as_fd(), off, len as u64)
+            // Only the bytes the file is expected to hold: a range past its end has no
+            // pages, and the read that finds the end (nothing expected) never waits.
+            let len = max.min(job.pipe.as_ref().map_or(max, |p| p.size())) as u64;
+            let len = job.plan.expected_left().map_or(len, |left| len.min(left));
+            crate::sys::all_cached(job.src.as_fd(), off, len)
         }
         Step::Fill { .. } => job.src_kind != FdKind::File && job.nonblocking.0,
         Step::Drain { .. } => job.dst_kind != FdKind::File && job.nonblocking.1,
