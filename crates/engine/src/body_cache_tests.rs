@@ -7,6 +7,19 @@ use std::time::{Duration, SystemTime};
 
 use super::{BodyCache, RACY};
 
+/// Whether this build reads with `RWF_NOWAIT`. The portable build cannot read a file
+/// without maybe waiting for a disk, so its cache never loads anything: the tests say
+/// so and check exactly that.
+fn nowait_reads(c: &mut BodyCache, f: &File) -> bool {
+    if cfg!(all(target_os = "linux", not(ferry_force_fallback))) {
+        return true;
+    }
+    eprintln!("NOT TESTED: the body cache itself (no RWF_NOWAIT in this build; it stays empty)");
+    assert!(c.body(f.as_fd()).is_none());
+    assert_eq!(c.used(), 0);
+    false
+}
+
 /// A file with `bytes`, old enough not to be racy.
 fn settled(bytes: &[u8]) -> File {
     let mut f = tempfile::tempfile().unwrap();
@@ -19,6 +32,9 @@ fn settled(bytes: &[u8]) -> File {
 fn a_hit_is_the_same_bytes_and_a_change_in_place_is_seen() {
     let mut c = BodyCache::new(16 << 10, 1 << 20);
     let f = settled(&[b'a'; 4096]);
+    if !nowait_reads(&mut c, &f) {
+        return;
+    }
     let first = c.body(f.as_fd()).unwrap();
     assert_eq!(&first[..], &[b'a'; 4096][..]);
     let again = c.body(f.as_fd()).unwrap();
@@ -38,6 +54,9 @@ fn a_file_changed_just_now_is_served_but_not_kept() {
     let mut c = BodyCache::new(16 << 10, 1 << 20);
     let mut f = tempfile::tempfile().unwrap();
     f.write_all(b"fresh").unwrap();
+    if !nowait_reads(&mut c, &f) {
+        return;
+    }
     assert_eq!(&c.body(f.as_fd()).unwrap()[..], b"fresh");
     assert_eq!(
         c.used(),
@@ -56,14 +75,14 @@ fn too_big_not_regular_or_turned_off_is_none() {
     let mut c = BodyCache::new(4096, 1 << 20);
     let f = settled(&[0u8; 4097]);
     assert!(c.body(f.as_fd()).is_none());
+    let empty = settled(b"");
     assert!(!c.may_hold(Some(4097)));
     assert!(c.may_hold(None) && c.may_hold(Some(4096)));
     let (r, _w) = std::io::pipe().unwrap();
     assert!(c.body(r.as_fd()).is_none());
     let off = BodyCache::new(4096, 0);
     assert!(!off.may_hold(Some(1)));
-    // An empty file is a body too.
-    let empty = settled(b"");
+    // An empty file is a body too (no read needed, in every build).
     assert_eq!(c.body(empty.as_fd()).unwrap().len(), 0);
 }
 
@@ -71,6 +90,9 @@ fn too_big_not_regular_or_turned_off_is_none() {
 fn the_budget_holds_and_the_least_recently_used_goes() {
     let mut c = BodyCache::new(4096, 8192);
     let files: Vec<File> = (0..3u8).map(|i| settled(&[i; 4096])).collect();
+    if !nowait_reads(&mut c, &files[0]) {
+        return;
+    }
     let a = c.body(files[0].as_fd()).unwrap();
     c.body(files[1].as_fd()).unwrap();
     let a2 = c.body(files[0].as_fd()).unwrap(); // a is now the most recent

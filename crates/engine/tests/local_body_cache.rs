@@ -32,6 +32,21 @@ fn settled(bytes: &[u8]) -> Arc<File> {
     Arc::new(f)
 }
 
+/// The portable build (`--cfg ferry_force_fallback`) has no `RWF_NOWAIT`, so its body
+/// cache never loads: these tests then check the same bytes on the normal path.
+fn not_in_portable_build() {
+    eprintln!("NOT TESTED: sending from the body cache (portable build: no RWF_NOWAIT, the cache stays empty)");
+}
+
+fn memory_expected() -> u64 {
+    if io_uring_compiled() {
+        1
+    } else {
+        not_in_portable_build();
+        0
+    }
+}
+
 fn ring(b: Backend) -> LocalEngine {
     LocalEngine::builder().backend(b).build().unwrap()
 }
@@ -78,13 +93,18 @@ fn hot_small_files_go_out_from_memory_and_never_stale() {
             assert_eq!(&got[3 + size..], b"END");
         }
         let st = ring.stats();
-        // 60 answers; those right after a rewrite are read, not kept (racy), until
-        // the file settles again.
-        assert!(
-            st.from_memory >= 40,
-            "{b:?}: {} from memory",
-            st.from_memory
-        );
+        if io_uring_compiled() {
+            // 60 answers; those right after a rewrite are read, not kept (racy), until
+            // the file settles again.
+            assert!(
+                st.from_memory >= 40,
+                "{b:?}: {} from memory",
+                st.from_memory
+            );
+        } else {
+            not_in_portable_build();
+            assert_eq!(st.from_memory, 0, "{b:?}: the portable build cached a body");
+        }
         // Off: nothing from memory, same bytes.
         let mut off = LocalEngine::builder()
             .backend(b)
@@ -150,7 +170,7 @@ fn a_full_socket_makes_the_memory_send_wait_and_continue() {
         let done = ring.wait(h).unwrap();
         reader.join().unwrap();
         assert_eq!(done.bytes, 16 << 10);
-        assert_eq!(ring.stats().from_memory, 1, "{b:?}");
+        assert_eq!(ring.stats().from_memory, memory_expected(), "{b:?}");
     }
 }
 
@@ -173,7 +193,7 @@ fn a_file_shorter_than_len_fails_after_its_bytes_without_the_trailer() {
             .unwrap();
         let e = ring.wait(h).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::UnexpectedEof, "{b:?}: {e}");
-        assert_eq!(ring.stats().from_memory, 1, "{b:?}");
+        assert_eq!(ring.stats().from_memory, memory_expected(), "{b:?}");
         let mut got = vec![0u8; 801];
         cli.read_exact(&mut got).unwrap();
         assert_eq!(got[0], b'H');
