@@ -61,6 +61,36 @@ impl LocalEngineBuilder {
     /// response from a hot file then costs one `fstat` and one `send` of header and
     /// body, never stale bytes: an entry serves only while the file's size, mtime and
     /// ctime are those it was read at (docs/local.md has the rules and numbers).
+    ///
+    /// ```
+    /// use std::io::{Read, Write};
+    /// use std::net::{TcpListener, TcpStream};
+    /// use std::sync::Arc;
+    /// use ferry_engine::{LocalEngine, Transfer};
+    ///
+    /// let mut ring = LocalEngine::builder().body_cache(8 << 10, 1 << 20).build()?;
+    /// let mut page = tempfile::tempfile()?;
+    /// page.write_all(b"<h1>hi</h1>")?;
+    /// let page = Arc::new(page);
+    /// let l = TcpListener::bind("127.0.0.1:0")?;
+    /// let mut client = TcpStream::connect(l.local_addr()?)?;
+    /// let conn = Arc::new(l.accept()?.0);
+    /// conn.set_nonblocking(true)?;
+    /// let head = b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n";
+    /// for _ in 0..2 {
+    ///     // A file changed in the last 100 ms goes out from the bytes just read and is
+    ///     // not kept; a settled one is kept, and later responses come from memory.
+    ///     let t = Transfer::new(page.clone(), conn.clone())
+    ///         .src_offset(Some(0))
+    ///         .header(head.to_vec());
+    ///     let h = ring.submit(t)?;
+    ///     assert_eq!(ring.wait(h)?.bytes, 11);
+    /// }
+    /// let mut got = vec![0u8; 2 * (head.len() + 11)];
+    /// client.read_exact(&mut got)?;
+    /// assert!(got.ends_with(b"<h1>hi</h1>"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn body_cache(mut self, max_body: u64, budget: usize) -> Self {
         self.body_cache = (max_body, budget);
         self
