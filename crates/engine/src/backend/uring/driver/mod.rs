@@ -135,17 +135,25 @@ impl Driver {
         self.wake_armed = true;
     }
 
-    /// The driver thread's loop; returns when shut down (or the ring failed).
+    /// The driver thread's loop; returns when shut down. If the ring fails, the
+    /// thread stays to fail every job that still arrives until the engine shuts down:
+    /// a job sent while the thread exited would be dropped with the channel, its
+    /// handle never completing.
     pub(crate) fn run(&mut self) {
+        if let Err(e) = self.serve() {
+            self.fatal(e);
+            self.refuse_until_shutdown();
+        }
+    }
+
+    fn serve(&mut self) -> io::Result<()> {
         self.arm_wake();
         loop {
-            if let Err(e) = self.drain_messages() {
-                return self.fatal(e);
-            }
+            self.drain_messages()?;
             self.check_deadlines();
             if self.shutting_down && self.jobs.is_empty() {
                 if !self.wake_armed {
-                    return;
+                    return Ok(());
                 }
                 if !self.wake_cancel_sent {
                     // Cancel the eventfd read; its CQE ends the loop.
@@ -154,13 +162,26 @@ impl Driver {
                     self.wake_cancel_sent = true;
                 }
             }
-            if let Err(e) = self.backlog.flush(&mut self.ring) {
-                return self.fatal(e);
-            }
-            if let Err(e) = self.wait(None) {
-                return self.fatal(e);
-            }
+            self.backlog.flush(&mut self.ring)?;
+            self.wait(None)?;
             self.reap();
+        }
+    }
+
+    /// After a fatal error (thread mode): fails each job as it arrives, until
+    /// `Shutdown` or until every sender is gone.
+    fn refuse_until_shutdown(&mut self) {
+        if self.shutting_down {
+            return; // the drain in `fatal` already took the `Shutdown`
+        }
+        while let Ok(msg) = self.rx.recv() {
+            match msg {
+                Msg::Submit(job) => {
+                    job.fail(&self.ctx.recorder, io::ErrorKind::Other, "io_uring failed")
+                }
+                Msg::Shutdown => return,
+                _ => {}
+            }
         }
     }
 
@@ -181,11 +202,15 @@ impl Driver {
             }
         }
         self.by_id.clear();
-        // Whatever is queued already is failed here; later submits find the channel
-        // closed (the driver is gone) and fail at once.
+        // Whatever is queued already is failed here; later jobs are failed as they
+        // come (`refuse_until_shutdown` in thread mode, `start` in local mode).
         while let Ok(msg) = self.rx.try_recv() {
-            if let Msg::Submit(job) = msg {
-                job.fail(&self.ctx.recorder, io::ErrorKind::Other, "io_uring failed");
+            match msg {
+                Msg::Submit(job) => {
+                    job.fail(&self.ctx.recorder, io::ErrorKind::Other, "io_uring failed")
+                }
+                Msg::Shutdown => self.shutting_down = true,
+                _ => {}
             }
         }
         if self.wake_armed {
@@ -259,6 +284,9 @@ impl Driver {
     }
 
     fn start(&mut self, mut job: Job) {
+        if self.dead {
+            return job.fail(&self.ctx.recorder, io::ErrorKind::Other, "io_uring failed");
+        }
         if self.shutting_down {
             job.fail(
                 &self.ctx.recorder,
