@@ -57,7 +57,9 @@ impl Rings {
             let h = std::thread::Builder::new()
                 .name(format!("{name}-{i}"))
                 .spawn(move || -> io::Result<()> {
-                    let ring = LocalEngine::new();
+                    // No engine body cache: `ferry serve` keeps small bodies itself (with
+                    // their validators, behind one fstat), `ferry proxy` moves no files.
+                    let ring = LocalEngine::builder().body_cache(0, 0).build();
                     let _ = ready.send(
                         ring.as_ref()
                             .map(|r| r.backend())

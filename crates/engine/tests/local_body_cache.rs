@@ -48,7 +48,13 @@ fn memory_expected() -> u64 {
 }
 
 fn ring(b: Backend) -> LocalEngine {
-    LocalEngine::builder().backend(b).build().unwrap()
+    // Files up to 16 KiB (the default keeps 4 KiB): the gather send of a body larger
+    // than one page is exercised too.
+    LocalEngine::builder()
+        .backend(b)
+        .body_cache(16 << 10, 4 << 20)
+        .build()
+        .unwrap()
 }
 
 fn pattern(seed: u8, n: usize) -> Vec<u8> {
