@@ -20,7 +20,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use crate::backend::{Config, Ctx, LocalExec};
+use crate::backend::blocking::Blocking;
+use crate::backend::{Config, Ctx, Executor, LocalExec};
 use crate::backend_kind::Backend;
 use crate::body_cache::BodyCache;
 use crate::events::{ConnOp, Event, OpId};
@@ -130,6 +131,8 @@ impl LocalEngineBuilder {
         };
         Ok(LocalEngine {
             canceller: exec.canceller(),
+            files_done: exec.file_helper_done(),
+            files: None,
             backend: exec.kind(),
             exec,
             ctx,
@@ -183,6 +186,10 @@ pub struct LocalEngine {
     ctx: Ctx,
     fd_cache: FdCache,
     body_cache: BodyCache,
+    /// File → file transfers of an io_uring ring: a worker thread with
+    /// `copy_file_range` (started on first use), and how it tells the ring one is done.
+    files: Option<Blocking>,
+    files_done: Option<Arc<dyn Fn(u64) + Send + Sync>>,
     next_id: u64,
     backend: Backend,
     fallback_reason: Option<String>,
@@ -300,33 +307,53 @@ impl LocalEngine {
         Ok(LocalProxyHandle::new(hu, hd, group))
     }
 
-    /// Starts a resolved transfer: the inline attempt, else the executor.
+    /// Starts a resolved transfer: the inline attempt, else the executor (or, for a
+    /// file → file transfer on io_uring, the file worker thread).
     fn start(&mut self, t: Transfer, r: &Resolved, group: Option<Arc<Group>>) -> LocalHandle {
         let id = self.next_id();
         let rec = self.ctx.recorder.clone();
         rec.in_flight.fetch_add(1, Ordering::Relaxed);
+        let helper = match self.files_done.clone() {
+            Some(done) if r.kind == crate::transfer::TransferKind::FileToFile => {
+                self.file_worker().map(|_| done)
+            }
+            _ => None,
+        };
+        let on_done = helper.clone();
         let slot = Slot::new(
             id,
             self.canceller.clone(),
             Box::new(move || {
                 rec.in_flight.fetch_sub(1, Ordering::Relaxed);
+                if let Some(done) = &on_done {
+                    done(id); // the owner's next turn reports it
+                }
             }),
             group,
         );
         let memory = self.memory_body(&t, r);
-        let job = crate::inline::prepare(
-            t,
-            r,
-            slot.clone(),
-            self.exec.caps(r.kind),
-            &self.ctx,
-            memory,
-        );
-        match crate::inline::or_hand_over(job, &self.ctx) {
-            Some(job) => self.exec.submit(job),
-            None => self.events.push(Event::TransferDone { op: OpId(id) }),
+        let caps = match (&helper, &self.files) {
+            (Some(_), Some(files)) => files.caps(r.kind),
+            _ => self.exec.caps(r.kind),
+        };
+        let job = crate::inline::prepare(t, r, slot.clone(), caps, &self.ctx, memory);
+        match (crate::inline::or_hand_over(job, &self.ctx), &self.files) {
+            (Some(job), Some(files)) if helper.is_some() => files.submit(job),
+            (Some(job), _) => self.exec.submit(job),
+            // A helper job's event comes from its completion callback, never here.
+            (None, _) if helper.is_some() => {}
+            (None, _) => self.events.push(Event::TransferDone { op: OpId(id) }),
         }
         LocalHandle::new(slot)
+    }
+
+    /// The file worker, started on first use; `None` if the thread could not start
+    /// (the ring then splices file → file itself).
+    fn file_worker(&mut self) -> Option<&Blocking> {
+        if self.files.is_none() {
+            self.files = Blocking::start(self.ctx.clone(), 1, "ferry-local-file").ok();
+        }
+        self.files.as_ref()
     }
 
     /// A small file body into a socket from the body cache, when it may come from
@@ -475,6 +502,10 @@ impl AsFd for LocalEngine {
 
 impl Drop for LocalEngine {
     fn drop(&mut self) {
+        // File jobs first: their completions still find the ring to tell.
+        if let Some(files) = &mut self.files {
+            files.shutdown();
+        }
         self.exec.shutdown();
     }
 }

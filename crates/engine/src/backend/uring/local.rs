@@ -52,6 +52,20 @@ impl UringLocal {
     }
 }
 
+impl UringLocal {
+    /// Sends `msg` to the ring's owner from any thread, and wakes it.
+    fn message(&self) -> impl Fn(Msg) + Send + Sync + 'static {
+        let (tx, wake) = (self.tx.clone(), self.wake.clone());
+        move |msg| {
+            if tx.send(msg).is_ok() {
+                wake.wake();
+                // The owner may be asleep in epoll on our fd rather than in the ring.
+                wake.signal_anyway();
+            }
+        }
+    }
+}
+
 impl LocalExec for UringLocal {
     fn kind(&self) -> Backend {
         Backend::IoUring
@@ -108,14 +122,13 @@ impl LocalExec for UringLocal {
     }
 
     fn canceller(&self) -> Arc<dyn Fn(u64) + Send + Sync> {
-        let (tx, wake) = (self.tx.clone(), self.wake.clone());
-        Arc::new(move |id| {
-            if tx.send(Msg::Cancel(id)).is_ok() {
-                wake.wake();
-                // The owner may be asleep in epoll on our fd rather than in the ring.
-                wake.signal_anyway();
-            }
-        })
+        let message = self.message();
+        Arc::new(move |id| message(Msg::Cancel(id)))
+    }
+
+    fn file_helper_done(&self) -> Option<Arc<dyn Fn(u64) + Send + Sync>> {
+        let message = self.message();
+        Some(Arc::new(move |id| message(Msg::Done(id))))
     }
 
     fn shutdown(&mut self) {

@@ -51,6 +51,8 @@ fn ud(tag: u64, id: u64) -> u64 {
 pub(crate) enum Msg {
     Submit(Box<Job>),
     Cancel(u64),
+    /// Local mode: transfer `id`, run on another thread, has completed.
+    Done(u64),
     Shutdown,
     /// Tests: behave as if the ring failed.
     #[cfg(test)]
@@ -269,6 +271,8 @@ impl Driver {
                         self.stop(k, io::ErrorKind::Interrupted, "transfer cancelled");
                     }
                 }
+                Msg::Done(id) if self.local => self.finished.push(id),
+                Msg::Done(_) => {}
                 Msg::Shutdown => {
                     self.shutting_down = true;
                     let keys: Vec<usize> = self.jobs.iter().map(|(k, _)| k).collect();
