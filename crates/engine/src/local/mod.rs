@@ -332,8 +332,8 @@ impl LocalEngine {
             group,
         );
         let memory = self.memory_body(&t, r);
-        let caps = match (&helper, &self.files) {
-            (Some(_), Some(files)) => files.caps(r.kind),
+        let caps = match &self.files {
+            Some(files) if helper.is_some() => files.caps(r.kind),
             _ => self.exec.caps(r.kind),
         };
         let job = crate::inline::prepare(t, r, slot.clone(), caps, &self.ctx, memory);
@@ -359,7 +359,9 @@ impl LocalEngine {
     /// A small file body into a socket from the body cache, when it may come from
     /// there: the file's whole contents, read now or earlier and unchanged since.
     fn memory_body(&mut self, t: &Transfer, r: &Resolved) -> Option<Arc<[u8]>> {
-        if r.kind != crate::transfer::TransferKind::FileToSocket || !self.body_cache.may_hold(r.len)
+        // The body's size as far as submit knows it: a larger body needs no `fstat`.
+        let known = r.len.or(r.src_avail);
+        if r.kind != crate::transfer::TransferKind::FileToSocket || !self.body_cache.may_hold(known)
         {
             return None;
         }
