@@ -2,6 +2,7 @@
 //! moving bytes on this machine (see docs/benchmarks.md).
 
 mod bench;
+mod congestion;
 mod proxy;
 mod rings;
 mod serve;

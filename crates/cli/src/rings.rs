@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use ferry_engine::{Backend, LocalEngine};
+
+use crate::congestion::Congestion;
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// The running server threads.
@@ -19,6 +21,8 @@ pub struct Rings {
     pub threads: usize,
     /// What the rings run on (io_uring or the readiness fallback).
     pub backend: Backend,
+    /// The TCP congestion control of the connections, for the ready line.
+    congestion: String,
     handles: Vec<JoinHandle<io::Result<()>>>,
 }
 
@@ -31,12 +35,13 @@ pub fn thread_count(threads: Option<u64>) -> usize {
 }
 
 impl Rings {
-    /// Binds `threads` listeners on `listen` and starts one thread per listener named
-    /// `name-i`; `per_thread(i)` (on this thread) prepares what thread `i` runs with its
+    /// Binds `threads` listeners on `listen` (with `congestion` set on each, so every
+    /// socket they accept has it) and starts one thread per listener named `name-i`; `per_thread(i)` (on this thread) prepares what thread `i` runs with its
     /// ring, listener and the stop flag. Returns once every ring exists.
     pub fn start<F, W>(
         name: &str,
         listen: SocketAddr,
+        congestion: Option<&Congestion>,
         threads: usize,
         mut per_thread: F,
     ) -> io::Result<Rings>
@@ -48,7 +53,7 @@ impl Rings {
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
             signal_hook::flag::register(sig, stop.clone())?;
         }
-        let (listeners, addr) = reuseport_listeners(listen, threads)?;
+        let (listeners, addr) = reuseport_listeners(listen, congestion, threads)?;
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let mut handles = Vec::new();
         for (i, listener) in listeners.into_iter().enumerate() {
@@ -85,21 +90,30 @@ impl Rings {
         for r in ready_rx.iter().take(threads) {
             backend = r.map_err(|e| io::Error::other(format!("cannot start a ring: {e}")))?;
         }
+        let congestion = match congestion {
+            Some(c) => c.name().to_string(),
+            None => crate::congestion::system_default().map_or_else(
+                || "the machine's default".into(),
+                |d| format!("{d} (the machine's default)"),
+            ),
+        };
         Ok(Rings {
             addr,
             threads,
             backend,
+            congestion,
             handles,
         })
     }
 
-    /// `"N thread(s), backend B"` for the ready line.
+    /// `"N thread(s), backend B, congestion C"` for the ready line.
     pub fn describe(&self) -> String {
         format!(
-            "{} thread{}, backend {:?}",
+            "{} thread{}, backend {:?}, congestion {}",
             self.threads,
             if self.threads == 1 { "" } else { "s" },
-            self.backend
+            self.backend,
+            self.congestion
         )
     }
 
@@ -120,13 +134,20 @@ impl Rings {
 }
 
 /// `n` listeners bound to `addr`; port 0 picks a free port, shared by all of them.
-fn reuseport_listeners(addr: SocketAddr, n: usize) -> io::Result<(Vec<TcpListener>, SocketAddr)> {
+fn reuseport_listeners(
+    addr: SocketAddr,
+    congestion: Option<&Congestion>,
+    n: usize,
+) -> io::Result<(Vec<TcpListener>, SocketAddr)> {
     let mut out = Vec::with_capacity(n);
     let mut bound = addr;
     for _ in 0..n.max(1) {
         let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         s.set_reuse_address(true)?;
         s.set_reuse_port(true)?;
+        if let Some(c) = congestion {
+            c.apply(&s)?;
+        }
         s.bind(&bound.into())
             .map_err(|e| io::Error::new(e.kind(), format!("--listen {addr}: {e}")))?;
         s.listen(4096)?;

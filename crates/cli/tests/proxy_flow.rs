@@ -296,3 +296,68 @@ fn a_thousand_idle_pairs_hold_no_pipes_and_all_still_work() {
         assert_eq!(b, [i as u8, 1]);
     }
 }
+
+/// The machine's default algorithm for new TCP sockets.
+fn default_congestion() -> String {
+    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+        .expect("read net.ipv4.tcp_congestion_control")
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn the_congestion_flag_reaches_the_client_and_the_backend_sockets() {
+    // One that differs from the default, or the test could not fail.
+    let want = if default_congestion() == "reno" {
+        "cubic"
+    } else {
+        "reno"
+    };
+    let backend = Backend::echo();
+    let proxy = ProxyProc::start(&[backend.addr], &["--congestion", want]);
+    assert!(
+        proxy.banner.contains(&format!("congestion {want}")),
+        "{}",
+        proxy.banner
+    );
+    let mut c = proxy.connect();
+    c.write_all(b"ping").unwrap();
+    let mut got = [0u8; 4];
+    c.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"ping", "the pair is up both ways");
+    // The proxy's two sockets: the one it accepted (source port = its port) and the one
+    // it connected (destination port = the backend's); `ss -i` names each one's algorithm.
+    let filter = format!(
+        "( sport = :{} or dport = :{} )",
+        proxy.addr.port(),
+        backend.addr.port()
+    );
+    let out = std::process::Command::new("ss")
+        .args(["-tniH", "state", "established", &filter])
+        .output()
+        .expect("ss is installed by scripts/install-test-deps.sh");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let algs: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with(char::is_whitespace))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(algs, [want, want], "ss said:\n{text}");
+    drop(c);
+}
+
+#[test]
+fn an_unknown_congestion_algorithm_stops_the_proxy_with_a_clear_error() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["proxy", "--listen", "127.0.0.1:0", "--backend"])
+        .arg(dead_addr().to_string())
+        .args(["--congestion", "nosuchalgo"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--congestion nosuchalgo: this kernel has no such algorithm"),
+        "{err}"
+    );
+}

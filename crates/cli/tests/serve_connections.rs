@@ -188,3 +188,37 @@ fn sigterm_finishes_the_response_in_flight_then_exits_zero() {
         "still accepting after SIGTERM"
     );
 }
+
+#[test]
+fn the_congestion_flag_reaches_the_client_connections() {
+    let default = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+        .expect("read net.ipv4.tcp_congestion_control");
+    // One that differs from the default, or the test could not fail.
+    let want = if default.trim() == "reno" {
+        "cubic"
+    } else {
+        "reno"
+    };
+    let srv = Server::start(site, &["--congestion", want]);
+    assert!(
+        srv.banner.contains(&format!("congestion {want}")),
+        "{}",
+        srv.banner
+    );
+    let mut c = srv.connect();
+    c.write_all(b"GET /small.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut c, false).body.len(), 2000);
+    let filter = format!("( sport = :{} )", srv.addr.port());
+    let out = std::process::Command::new("ss")
+        .args(["-tniH", "state", "established", &filter])
+        .output()
+        .expect("ss is installed by scripts/install-test-deps.sh");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let algs: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with(char::is_whitespace))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(algs, [want], "ss said:\n{text}");
+}

@@ -15,6 +15,8 @@ pub struct Context {
     /// (method, what runs it or why it cannot run)
     pub backends: Vec<(&'static str, String)>,
     pub placement: String,
+    /// net.ipv4.tcp_congestion_control: every loopback socket of the run has it.
+    pub congestion: Option<String>,
     /// (program, found at)
     pub peers: Vec<(&'static str, Option<String>)>,
 }
@@ -74,6 +76,7 @@ impl Context {
             date: utc_now(),
             backends,
             placement,
+            congestion: crate::congestion::system_default(),
             peers: ["nginx", "haproxy", "wrk"]
                 .into_iter()
                 .map(|p| (p, which(p)))
@@ -95,6 +98,14 @@ impl Context {
             println!("  {m:<16} {b}");
         }
         println!("placement: {}", self.placement);
+        match self.congestion.as_deref() {
+            Some(c) if crate::congestion::paces(c) => println!(
+                "tcp congestion control: {c} — it paces every send, on loopback in TCP itself:\n\
+                 \x20 bulk and proxy figures carry its timers (docs/benchmarks.md, \"Congestion control\")"
+            ),
+            Some(c) => println!("tcp congestion control: {c}"),
+            None => println!("tcp congestion control: unknown"),
+        }
         let peers: Vec<String> = self
             .peers
             .iter()
@@ -121,6 +132,7 @@ impl Context {
             "ferry_version": env!("CARGO_PKG_VERSION"),
             "date": self.date,
             "placement": self.placement,
+            "tcp_congestion_control": self.congestion,
             "backends": self.backends.iter().map(|(m, b)| json!({"method": m, "backend": b})).collect::<Vec<_>>(),
             "peers": self.peers.iter().map(|(p, at)| json!({"program": p, "path": at})).collect::<Vec<_>>(),
         })

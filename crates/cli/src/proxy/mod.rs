@@ -47,6 +47,11 @@ pub struct ProxyArgs {
     /// sees the client's address (HAProxy's send-proxy / send-proxy-v2).
     #[arg(long, value_name = "VERSION")]
     pub send_proxy: Option<proxy_protocol::Version>,
+    /// TCP congestion control for both sides, clients and backends (default: the
+    /// machine's, net.ipv4.tcp_congestion_control). On loopback a pacing algorithm such
+    /// as bbr costs timers and CPU for nothing: docs/proxy.md, "Congestion control".
+    #[arg(long, value_name = "ALG")]
+    pub congestion: Option<crate::congestion::Congestion>,
 }
 
 fn parse_secs(s: &str) -> Result<f64, String> {
@@ -66,13 +71,20 @@ pub fn run(args: ProxyArgs) -> io::Result<()> {
         max_connections: (args.max_connections as usize).div_ceil(threads),
         grace: Duration::from_secs_f64(args.grace),
         send_proxy: args.send_proxy,
+        congestion: args.congestion.clone(),
     };
-    let rings = Rings::start("ferry-proxy", args.listen, threads, |i| {
-        let settings = settings.clone();
-        Ok(move |ring: LocalEngine, listener, stop| {
-            Worker::new(ring, listener, settings, i, stop).run()
-        })
-    })?;
+    let rings = Rings::start(
+        "ferry-proxy",
+        args.listen,
+        args.congestion.as_ref(),
+        threads,
+        |i| {
+            let settings = settings.clone();
+            Ok(move |ring: LocalEngine, listener, stop| {
+                Worker::new(ring, listener, settings, i, stop).run()
+            })
+        },
+    )?;
     let backends: Vec<String> = args.backends.iter().map(|b| b.to_string()).collect();
     println!(
         "ferry proxy: listening on {} ({}, backends {})",

@@ -19,6 +19,7 @@ use socket2::{Domain, SockRef, Socket, Type};
 
 use super::backends::Backends;
 use super::proxy_protocol::{self, Version};
+use crate::congestion::Congestion;
 
 const SWEEP: Duration = Duration::from_millis(100);
 
@@ -32,6 +33,8 @@ pub struct Settings {
     pub max_connections: usize,
     pub grace: Duration,
     pub send_proxy: Option<Version>,
+    /// Set on each backend socket (the listener carries it for the clients).
+    pub congestion: Option<Congestion>,
 }
 
 enum State {
@@ -208,6 +211,10 @@ impl Worker {
     ) -> Option<State> {
         let s = Socket::new(Domain::for_address(addr), Type::STREAM, None).ok()?;
         let _ = s.set_tcp_nodelay(true);
+        if let Some(c) = &self.settings.congestion {
+            // The listeners took the same name at start, so the kernel has it.
+            let _ = c.apply(&s);
+        }
         let server = Arc::new(s);
         let op = self.ring.connect(server.clone(), addr);
         self.ops.insert(op, k);

@@ -69,6 +69,11 @@ pub struct ServeArgs {
     /// Write an access log in Common Log Format to FILE (`-`: standard output). Off by default.
     #[arg(long, value_name = "FILE")]
     pub access_log: Option<PathBuf>,
+    /// TCP congestion control for the client connections (default: the machine's,
+    /// net.ipv4.tcp_congestion_control). docs/proxy.md, "Congestion control", says when
+    /// it matters.
+    #[arg(long, value_name = "ALG")]
+    pub congestion: Option<crate::congestion::Congestion>,
 }
 
 fn parse_secs(s: &str) -> Result<f64, String> {
@@ -95,15 +100,21 @@ pub fn run(args: ServeArgs) -> io::Result<()> {
         grace: Duration::from_secs_f64(args.grace),
     };
     let small = args.memory_cache_max;
-    let rings = Rings::start("ferry-serve", args.listen, threads, |_| {
-        let root = root.try_clone()?;
-        let limits = limits.clone();
-        let log = log.as_ref().map(|s| s.writer()).transpose()?;
-        Ok(move |ring: LocalEngine, listener, stop| {
-            let cache = FileCache::new(Duration::from_secs(1), 4096, small);
-            Worker::new(ring, Site::new(root, cache), listener, limits, log, stop).run()
-        })
-    })?;
+    let rings = Rings::start(
+        "ferry-serve",
+        args.listen,
+        args.congestion.as_ref(),
+        threads,
+        |_| {
+            let root = root.try_clone()?;
+            let limits = limits.clone();
+            let log = log.as_ref().map(|s| s.writer()).transpose()?;
+            Ok(move |ring: LocalEngine, listener, stop| {
+                let cache = FileCache::new(Duration::from_secs(1), 4096, small);
+                Worker::new(ring, Site::new(root, cache), listener, limits, log, stop).run()
+            })
+        },
+    )?;
     println!(
         "ferry serve: listening on http://{} ({}, root {}, containment {})",
         rings.addr,
