@@ -3,10 +3,11 @@
 //! inherit, and on each backend socket before it connects), and the machine's default
 //! (`net.ipv4.tcp_congestion_control`) that `ferry bench` prints.
 //!
-//! Why it is there: with `bbr` (which paces every send, in TCP itself on a device without
-//! a qdisc such as loopback) a VM pays a timer reprogramming per paced burst; on this
-//! project's test machine that is two thirds of a proxy's CPU on loopback. docs/proxy.md,
-//! "Congestion control".
+//! Why it is there: `bbr` paces every send, in TCP itself (one timer per socket) on a
+//! device without a qdisc such as loopback, and timers are dear on a VM: on this
+//! project's test machine a loopback proxy costs the machine 1.7× the CPU per response
+//! under `bbr`. Set on the proxy alone, with peers still on `bbr`, it costs more, not
+//! less: docs/proxy.md, "Congestion control".
 
 use std::io;
 use std::str::FromStr;
