@@ -225,6 +225,7 @@ fn bulk_result(bytes: u64, secs: f64, cpu: f64) -> RunResult {
         hist,
         cpu_secs: cpu.max(0.0),
         latency: None,
+        machine_cpu_secs: None,
     }
 }
 

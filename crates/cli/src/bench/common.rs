@@ -168,6 +168,11 @@ pub struct RunResult {
     /// Percentiles reported by an external load generator (http-static: wrk), when
     /// `hist` has no samples of ours.
     pub latency: Option<PeerLatency>,
+    /// Busy time of every CPU of the machine during the run (scenarios with a peer
+    /// process: http-static, tcp-proxy): the method's cost including the work it leaves
+    /// to its peers and to the kernel outside any process (docs/benchmarks.md,
+    /// "Congestion control").
+    pub machine_cpu_secs: Option<f64>,
 }
 
 /// Latency percentiles of one run as wrk reports them, in µs.
@@ -279,6 +284,28 @@ impl Checksum {
         }
         Ok(c)
     }
+}
+
+/// Busy time of all CPUs of the machine so far (user, nice, system, irq and softirq
+/// from /proc/stat), or `None` where it cannot be read.
+pub fn machine_busy() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal …
+    let ticks = v.first()? + v.get(1)? + v.get(2)? + v.get(5)? + v.get(6)?;
+    // SAFETY: sysconf has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some(Duration::from_nanos(ticks * 1_000_000_000 / hz))
+}
+
+/// `machine_busy()` between two readings, in seconds.
+pub fn machine_busy_since(start: Option<Duration>) -> Option<f64> {
+    Some(machine_busy()?.checked_sub(start?)?.as_secs_f64())
 }
 
 /// CPU time (user + system) of the whole process or the calling thread.

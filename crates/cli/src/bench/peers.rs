@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::common::{fail, new_hist, Checksum, PeerLatency, RunResult};
+use super::common::{
+    fail, machine_busy, machine_busy_since, new_hist, Checksum, PeerLatency, RunResult,
+};
 
 /// A server under test: its process and address.
 pub struct Peer {
@@ -226,6 +228,7 @@ pub fn verified(size: u64) -> RunResult {
         hist: new_hist(),
         cpu_secs: 0.0,
         latency: None,
+        machine_cpu_secs: None,
     }
 }
 
@@ -241,6 +244,7 @@ pub fn wrk(
     server: &Peer,
 ) -> io::Result<RunResult> {
     let cpu0 = process_cpu(server.child.id())?;
+    let machine0 = machine_busy();
     let out = command(wrk, pin.then_some(1))
         .args([
             "-t1",
@@ -252,6 +256,7 @@ pub fn wrk(
         .stdin(Stdio::null())
         .output()?;
     let cpu1 = process_cpu(server.child.id())?;
+    let machine = machine_busy_since(machine0);
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         return Err(fail(format!(
@@ -274,6 +279,7 @@ pub fn wrk(
         hist: new_hist(),
         cpu_secs: (cpu1 - cpu0).as_secs_f64(),
         latency: Some(w.latency),
+        machine_cpu_secs: machine,
     })
 }
 

@@ -463,6 +463,7 @@ fn client(
         hist,
         cpu_secs: cpu,
         latency: None,
+        machine_cpu_secs: None,
     })
 }
 

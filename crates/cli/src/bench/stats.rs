@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 
-use super::common::{new_hist, Method};
+use super::common::{new_hist, Method, RunResult};
 use super::{Case, MethodOutcome};
 
 /// How a method compares with the baseline of its case.
@@ -60,6 +60,11 @@ pub struct Summary {
     pub cpu_us_per_request: Option<f64>,
     /// CPU per byte over the baseline's (lower is better).
     pub cpu_ratio: Option<f64>,
+    /// The whole machine's busy CPU per request (per-request cases) or per GB (bulk),
+    /// where the scenario measures it (a peer process: http-static, tcp-proxy).
+    pub machine_cpu: Option<f64>,
+    /// `machine_cpu` over the baseline's.
+    pub machine_cpu_ratio: Option<f64>,
     /// (max − min) / median of `samples`: how noisy this method was here.
     pub spread: f64,
     /// Median over the baseline's median.
@@ -195,6 +200,8 @@ pub fn summarise_case(case: Case, per: &BTreeMap<Method, MethodOutcome>) -> Vec<
                 )
             }),
             cpu_ratio: None,
+            machine_cpu: machine_cpu(&runs),
+            machine_cpu_ratio: None,
             ratio: None,
             verdict: None,
         });
@@ -210,12 +217,17 @@ pub fn summarise_case(case: Case, per: &BTreeMap<Method, MethodOutcome>) -> Vec<
                 min(&s.samples),
                 max(&s.samples),
                 s.cpu_sec_per_gb,
+                s.machine_cpu,
             )
         });
-    if let Some((bm, bmid, bmin, bmax, bcpu)) = base {
+    if let Some((bm, bmid, bmin, bmax, bcpu, bmachine)) = base {
         for s in &mut rows {
             s.ratio = (bmid > 0.0).then(|| s.metric() / bmid);
             s.cpu_ratio = (bcpu > 0.0).then(|| s.cpu_sec_per_gb / bcpu);
+            s.machine_cpu_ratio = match (s.machine_cpu, bmachine) {
+                (Some(m), Some(b)) if b > 0.0 => Some(m / b),
+                _ => None,
+            };
             s.verdict = Some(if s.method == bm {
                 Verdict::Baseline
             } else if min(&s.samples) > bmax {
@@ -230,6 +242,21 @@ pub fn summarise_case(case: Case, per: &BTreeMap<Method, MethodOutcome>) -> Vec<
     rows
 }
 
+/// The median machine CPU per request (µs) or per GB (s), when every run measured it.
+fn machine_cpu(runs: &[RunResult]) -> Option<f64> {
+    let per: Option<Vec<f64>> = runs
+        .iter()
+        .map(|r| {
+            let m = r.machine_cpu_secs?;
+            Some(match r.requests {
+                Some(n) => m * 1e6 / n.max(1) as f64,
+                None => m / (r.bytes.max(1) as f64 / 1e9),
+            })
+        })
+        .collect();
+    per.filter(|v| !v.is_empty()).map(median)
+}
+
 /// The baseline row of a case's rows.
 pub fn baseline(rows: &[Summary]) -> Option<&Summary> {
     rows.iter().find(|s| s.verdict == Some(Verdict::Baseline))
@@ -238,7 +265,7 @@ pub fn baseline(rows: &[Summary]) -> Option<&Summary> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::common::{RunResult, Scenario};
+    use crate::bench::common::Scenario;
 
     fn run(bytes: u64, secs: f64) -> RunResult {
         RunResult {
@@ -248,6 +275,7 @@ mod tests {
             hist: new_hist(),
             cpu_secs: 0.1,
             latency: None,
+            machine_cpu_secs: None,
         }
     }
 
@@ -286,5 +314,22 @@ mod tests {
         assert!((v(Method::EngineUring).ratio.unwrap() - 1.25).abs() < 1e-9);
         assert!((v(Method::Sendfile).spread - 0.2).abs() < 1e-9);
         assert_eq!(rows.len(), 4);
+    }
+
+    #[test]
+    fn machine_cpu_is_per_request_or_per_gb_and_absent_unless_every_run_has_it() {
+        let with = |machine: f64, requests: Option<u64>| {
+            let mut r = run(2_000_000_000, 1.0);
+            r.machine_cpu_secs = Some(machine);
+            r.requests = requests;
+            r
+        };
+        // Bulk: seconds per GB, the median of 0.5 and 1.5.
+        assert_eq!(machine_cpu(&[with(1.0, None), with(3.0, None)]), Some(1.0));
+        // Per request: µs per request.
+        let m = Some(1_000_000);
+        assert_eq!(machine_cpu(&[with(1.0, m), with(3.0, m)]), Some(2.0));
+        // One run without it: no figure rather than a biased one.
+        assert_eq!(machine_cpu(&[with(1.0, None), run(1, 1.0)]), None);
     }
 }

@@ -44,6 +44,9 @@ pub fn print_legend(runs: usize) {
          \x20 CPU µs/req        server CPU per request (request-response: the server's\n\
          \x20                   threads; http-static: the whole server process)\n\
          \x20 CPU vs base       CPU per byte over the baseline's: below 1 is less work\n\
+         \x20 machine           (http-static, tcp-proxy) busy time of every CPU per request\n\
+         \x20                   (µs) or per GB (s), and its ratio to the baseline's: the\n\
+         \x20                   server's cost including work it leaves to peers and kernel\n\
          \x20 verdict           win or loss only when every run beat (or lost to) every\n\
          \x20                   baseline run; otherwise tie (a difference within the noise)\n\
          \x20 p50 … max µs      request latency, request to last byte (request-response;\n\
@@ -74,9 +77,31 @@ pub fn print_case(
     let base = baseline(rows).map_or("none ran".to_string(), |b| b.method.name().to_string());
     println!("\n{}  ({runs} runs, baseline: {base})", case_name(case));
     let rr = case.per_request();
+    let machine = rows.iter().any(|s| s.machine_cpu.is_some());
+    let mcol = |s: &Summary| match (s.machine_cpu, s.machine_cpu_ratio) {
+        (Some(m), Some(r)) if rr => format!("{m:.1} {r:.2}x"),
+        (Some(m), None) if rr => format!("{m:.1}"),
+        (Some(m), Some(r)) => format!("{m:.3} {r:.2}x"),
+        (Some(m), None) => format!("{m:.3}"),
+        (None, _) => "-".into(),
+    };
+    let width = if rr { 18 } else { 16 };
+    let mhead = match (machine, rr) {
+        (false, _) => String::new(),
+        (true, true) => format!(" {:>width$}", "machine µs/req"),
+        (true, false) => format!(" {:>width$}", "machine s/GB"),
+    };
+    // The verdict, then the machine column where the case has one.
+    let tail = |s: &Summary, verdict: &str| {
+        if machine {
+            format!("{verdict:<8} {:>width$}", mcol(s))
+        } else {
+            verdict.to_string()
+        }
+    };
     if rr {
-        println!(
-            "  {:<16} {:>10} {:>19} {:>6} {:>8} {:>7} {:>7} {:>8} {:>7} {:>10} {:>11} {:>7}  verdict",
+        let head = format!(
+            "  {:<16} {:>10} {:>19} {:>6} {:>8} {:>7} {:>7} {:>8} {:>7} {:>10} {:>11} {:>7}  {:<8}{mhead}",
             "method",
             "req/s",
             "min-max req/s",
@@ -88,13 +113,16 @@ pub fn print_case(
             "max µs",
             "CPU µs/req",
             "CPU vs base",
-            "vs base"
+            "vs base",
+            "verdict"
         );
+        println!("{}", head.trim_end());
     } else {
-        println!(
-            "  {:<16} {:>10} {:>15} {:>6} {:>8} {:>7}  verdict",
-            "method", "GB/s", "min-max GB/s", "spread", "CPU s/GB", "vs base"
+        let head = format!(
+            "  {:<16} {:>10} {:>15} {:>6} {:>8} {:>7}  {:<8}{mhead}",
+            "method", "GB/s", "min-max GB/s", "spread", "CPU s/GB", "vs base", "verdict"
         );
+        println!("{}", head.trim_end());
     }
     for s in rows {
         let ratio = s.ratio.map_or("-".into(), |r| format!("{r:.2}x"));
@@ -104,7 +132,7 @@ pub fn print_case(
             let lo = s.samples.iter().copied().fold(f64::INFINITY, f64::min);
             let hi = s.samples.iter().copied().fold(0.0, f64::max);
             println!(
-                "  {:<16} {:>10.0} {:>19} {:>6} {:>8.1} {:>7} {:>7} {:>8} {:>7} {:>10.2} {:>11} {:>7}  {verdict}",
+                "  {:<16} {:>10.0} {:>19} {:>6} {:>8.1} {:>7} {:>7} {:>8} {:>7} {:>10.2} {:>11} {:>7}  {}",
                 s.method.name(),
                 s.requests_per_sec.unwrap_or(0.0),
                 format!("{lo:.0}-{hi:.0}"),
@@ -117,16 +145,18 @@ pub fn print_case(
                 s.cpu_us_per_request.unwrap_or(0.0),
                 s.cpu_ratio.map_or("-".into(), |r| format!("{r:.2}x")),
                 ratio,
+                tail(s, verdict),
             );
         } else {
             println!(
-                "  {:<16} {:>10} {:>15} {:>6} {:>8.3} {:>7}  {verdict}",
+                "  {:<16} {:>10} {:>15} {:>6} {:>8.3} {:>7}  {}",
                 s.method.name(),
                 gbs(s.bytes_per_sec),
                 format!("{}-{}", gbs(s.bytes_per_sec_min), gbs(s.bytes_per_sec_max)),
                 spread,
                 s.cpu_sec_per_gb,
                 ratio,
+                tail(s, verdict),
             );
         }
     }

@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use super::common::{fail, fill_pattern, new_hist, Checksum, Method, RunResult};
+use super::common::{
+    fail, fill_pattern, machine_busy, machine_busy_since, new_hist, Checksum, Method, RunResult,
+};
 use super::peers::{self, Peer};
 
 /// The origins and, per origin, the three proxies in front of it.
@@ -234,6 +236,7 @@ fn bulk(front: &Peer, size: u64, expect: Option<Checksum>) -> io::Result<RunResu
     let mut s = TcpStream::connect(front.addr)?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
     let cpu0 = peers::process_cpu(front.child.id())?;
+    let machine0 = machine_busy();
     let t0 = Instant::now();
     s.write_all(&size.to_le_bytes())?;
     let mut buf = vec![0u8; 1 << 20];
@@ -254,6 +257,7 @@ fn bulk(front: &Peer, size: u64, expect: Option<Checksum>) -> io::Result<RunResu
     }
     let secs = t0.elapsed().as_secs_f64();
     let cpu1 = peers::process_cpu(front.child.id())?;
+    let machine = machine_busy_since(machine0);
     if got != size {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -278,5 +282,6 @@ fn bulk(front: &Peer, size: u64, expect: Option<Checksum>) -> io::Result<RunResu
         hist: new_hist(),
         cpu_secs: (cpu1 - cpu0).as_secs_f64(),
         latency: None,
+        machine_cpu_secs: machine,
     })
 }
