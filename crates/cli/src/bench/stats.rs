@@ -200,7 +200,7 @@ pub fn summarise_case(case: Case, per: &BTreeMap<Method, MethodOutcome>) -> Vec<
                 )
             }),
             cpu_ratio: None,
-            machine_cpu: machine_cpu(&runs),
+            machine_cpu: machine_cpu(runs),
             machine_cpu_ratio: None,
             ratio: None,
             verdict: None,
