@@ -1,6 +1,8 @@
 //! `ferry proxy`: bytes both ways, half-close, many pairs, round robin, PROXY protocol,
 //! graceful stop — real sockets, byte for byte.
 
+#[path = "support/congestion.rs"]
+mod congestion;
 #[path = "proxy/harness.rs"]
 mod harness;
 
@@ -297,22 +299,9 @@ fn a_thousand_idle_pairs_hold_no_pipes_and_all_still_work() {
     }
 }
 
-/// The machine's default algorithm for new TCP sockets.
-fn default_congestion() -> String {
-    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
-        .expect("read net.ipv4.tcp_congestion_control")
-        .trim()
-        .to_string()
-}
-
 #[test]
 fn the_congestion_flag_reaches_the_client_and_the_backend_sockets() {
-    // One that differs from the default, or the test could not fail.
-    let want = if default_congestion() == "reno" {
-        "cubic"
-    } else {
-        "reno"
-    };
+    let want = congestion::other_than_default();
     let backend = Backend::echo();
     let proxy = ProxyProc::start(&[backend.addr], &["--congestion", want]);
     assert!(
@@ -332,16 +321,7 @@ fn the_congestion_flag_reaches_the_client_and_the_backend_sockets() {
         proxy.addr.port(),
         backend.addr.port()
     );
-    let out = std::process::Command::new("ss")
-        .args(["-tniH", "state", "established", &filter])
-        .output()
-        .expect("ss is installed by scripts/install-test-deps.sh");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let algs: Vec<&str> = text
-        .lines()
-        .filter(|l| l.starts_with(char::is_whitespace))
-        .filter_map(|l| l.split_whitespace().next())
-        .collect();
+    let (algs, text) = congestion::algorithms(&filter);
     assert_eq!(algs, [want, want], "ss said:\n{text}");
     drop(c);
 }

@@ -1,6 +1,8 @@
 //! `ferry serve`: keep-alive, pipelining, concurrency, aborts, shrinking files and
 //! graceful shutdown — with the server's fds counted.
 
+#[path = "support/congestion.rs"]
+mod congestion;
 #[path = "serve/server.rs"]
 mod server;
 
@@ -191,14 +193,7 @@ fn sigterm_finishes_the_response_in_flight_then_exits_zero() {
 
 #[test]
 fn the_congestion_flag_reaches_the_client_connections() {
-    let default = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
-        .expect("read net.ipv4.tcp_congestion_control");
-    // One that differs from the default, or the test could not fail.
-    let want = if default.trim() == "reno" {
-        "cubic"
-    } else {
-        "reno"
-    };
+    let want = congestion::other_than_default();
     let srv = Server::start(site, &["--congestion", want]);
     assert!(
         srv.banner.contains(&format!("congestion {want}")),
@@ -210,15 +205,6 @@ fn the_congestion_flag_reaches_the_client_connections() {
         .unwrap();
     assert_eq!(read_response(&mut c, false).body.len(), 2000);
     let filter = format!("( sport = :{} )", srv.addr.port());
-    let out = std::process::Command::new("ss")
-        .args(["-tniH", "state", "established", &filter])
-        .output()
-        .expect("ss is installed by scripts/install-test-deps.sh");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let algs: Vec<&str> = text
-        .lines()
-        .filter(|l| l.starts_with(char::is_whitespace))
-        .filter_map(|l| l.split_whitespace().next())
-        .collect();
+    let (algs, text) = congestion::algorithms(&filter);
     assert_eq!(algs, [want], "ss said:\n{text}");
 }
