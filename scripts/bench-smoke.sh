@@ -28,7 +28,9 @@ keys = {"scenario", "method", "size", "connections", "runs", "bytes_per_sec",
         # added: per-run samples, their unit, spread, ratio and verdict against the baseline
         "samples", "sample_unit", "spread", "ratio_to_baseline", "verdict",
         # added with http-static: CPU per request and CPU against the baseline
-        "cpu_us_per_request", "cpu_ratio_to_baseline"}
+        "cpu_us_per_request", "cpu_ratio_to_baseline",
+        # added with the congestion-control finding: every CPU's busy time (peer scenarios)
+        "machine_cpu_us_per_request", "machine_cpu_sec_per_gb", "machine_cpu_ratio_to_baseline"}
 for r in rows:
     assert set(r) == keys, sorted(set(r) ^ keys)
     assert len(r["samples"]) == r["runs"], r
@@ -39,6 +41,9 @@ for r in rows:
         per_request = r["connections"] > 1
     assert (r["requests_per_sec"] is None) != per_request, r
     assert (r["cpu_us_per_request"] is None) != per_request, r
+    peer = r["scenario"] in ("http-static", "tcp-proxy")
+    assert (r["machine_cpu_us_per_request"] is not None) == (peer and per_request), r
+    assert (r["machine_cpu_sec_per_gb"] is not None) == (peer and not per_request), r
 methods = {r["method"] for r in rows}
 want = {"read-write", "std-copy", "sendfile", "splice", "engine-uring", "engine-blocking", "engine-local"}
 scenarios = {"file-to-socket", "socket-to-socket", "request-response", "file-to-file"}
