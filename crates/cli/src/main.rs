@@ -1,8 +1,10 @@
 //! `ferry`: zero-copy byte moving. `ferry bench` compares ferry with the usual ways of
 //! moving bytes on this machine (see docs/benchmarks.md).
 
+mod acceptor;
 mod bench;
 mod congestion;
+mod fd_budget;
 mod proxy;
 mod rings;
 mod serve;

@@ -18,8 +18,13 @@ pub struct OpId(pub(crate) u64);
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Event {
-    /// A connection accepted by `accept`. The op goes on (multishot) until cancelled
-    /// or the listener fails; its last event is an `Err` (`Interrupted` when cancelled).
+    /// A connection accepted by `accept`. The op goes on (multishot) until it is
+    /// cancelled or an accept fails: an `Err` is always its last event, and the engine
+    /// never starts it again by itself. `Interrupted` means cancelled; `EMFILE`,
+    /// `ENFILE`, `ENOBUFS` or `ENOMEM` (`raw_os_error`) mean the process or the system
+    /// is out of fds or memory — the connections wait in the listen queue until the
+    /// owner calls `accept` again, best after a back-off or once a connection closed
+    /// (docs/local.md, "Running out of fds").
     Accepted {
         /// The `accept` op.
         op: OpId,

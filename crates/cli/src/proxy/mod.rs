@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use ferry_engine::LocalEngine;
 
+use crate::fd_budget::{warn_over_budget, FdBudget};
 use crate::rings::{self, Rings};
 use worker::{Settings, Worker};
 
@@ -36,10 +37,11 @@ pub struct ProxyArgs {
     /// Seconds a backend has to accept a connection before the next one is tried.
     #[arg(long, default_value_t = 5.0, value_name = "SECS", value_parser = parse_secs)]
     pub connect_timeout: f64,
-    /// Most client connections at once; connections past it are closed at once.
-    #[arg(long, default_value_t = 10_000, value_name = "N",
-          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    pub max_connections: u64,
+    /// Most client connections at once; connections past it are closed at once
+    /// (default: what the fd limit holds at four fds a pair).
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub max_connections: Option<u64>,
     /// After SIGINT/SIGTERM, seconds live pairs may go on before they are cut.
     #[arg(long, default_value_t = 10.0, value_name = "SECS", value_parser = parse_secs)]
     pub grace: f64,
@@ -54,6 +56,10 @@ pub struct ProxyArgs {
     pub congestion: Option<crate::congestion::Congestion>,
 }
 
+/// Fds a pair holds: the client's socket, the backend's, and a pooled pipe pair while
+/// bytes are spliced.
+const FDS_PER_PAIR: u64 = 4;
+
 fn parse_secs(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v > 0.0 && v <= 86_400.0 => Ok(v),
@@ -64,11 +70,15 @@ fn parse_secs(s: &str) -> Result<f64, String> {
 /// Runs the proxy until SIGINT/SIGTERM; returns once every thread has finished.
 pub fn run(args: ProxyArgs) -> io::Result<()> {
     let threads = rings::thread_count(args.threads);
+    let budget = FdBudget::take();
+    let derived = budget.connections(threads, 0, FDS_PER_PAIR);
+    let max_connections = args.max_connections.unwrap_or(derived);
+    warn_over_budget("ferry proxy", max_connections, derived);
     let settings = Settings {
         backends: args.backends.clone(),
         idle_timeout: Duration::from_secs_f64(args.idle_timeout),
         connect_timeout: Duration::from_secs_f64(args.connect_timeout),
-        max_connections: (args.max_connections as usize).div_ceil(threads),
+        max_connections: (max_connections as usize).div_ceil(threads),
         grace: Duration::from_secs_f64(args.grace),
         send_proxy: args.send_proxy,
         congestion: args.congestion.clone(),
@@ -87,10 +97,12 @@ pub fn run(args: ProxyArgs) -> io::Result<()> {
     )?;
     let backends: Vec<String> = args.backends.iter().map(|b| b.to_string()).collect();
     println!(
-        "ferry proxy: listening on {} ({}, backends {})",
+        "ferry proxy: listening on {} ({}, backends {}, {}, max connections {})",
         rings.addr,
         rings.describe(),
-        backends.join(", ")
+        backends.join(", "),
+        budget.describe(),
+        max_connections,
     );
     rings.join()
 }

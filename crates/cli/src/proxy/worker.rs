@@ -19,6 +19,7 @@ use socket2::{Domain, SockRef, Socket, Type};
 
 use super::backends::Backends;
 use super::proxy_protocol::{self, Version};
+use crate::acceptor::{self, Acceptor};
 use crate::congestion::Congestion;
 
 const SWEEP: Duration = Duration::from_millis(100);
@@ -63,8 +64,7 @@ struct Pair {
 
 pub struct Worker {
     ring: LocalEngine,
-    listener: Option<Arc<TcpListener>>,
-    accept: Option<OpId>,
+    acceptor: Acceptor,
     backends: Backends,
     pairs: Slab<Pair>,
     ops: HashMap<OpId, usize>,
@@ -82,8 +82,7 @@ impl Worker {
     ) -> Worker {
         Worker {
             ring,
-            listener: Some(Arc::new(listener)),
-            accept: None,
+            acceptor: Acceptor::new("ferry proxy", listener),
             backends: Backends::new(settings.backends.clone(), thread),
             pairs: Slab::new(),
             ops: HashMap::new(),
@@ -95,9 +94,7 @@ impl Worker {
     /// Proxies until the stop flag is raised; then lets live pairs finish within the
     /// grace period, cancels the rest, and returns when every pair is closed.
     pub fn run(mut self) -> io::Result<()> {
-        if let Some(l) = &self.listener {
-            self.accept = Some(self.ring.accept(l.clone()));
-        }
+        self.acceptor.start(&mut self.ring);
         let mut next_sweep = Instant::now() + SWEEP;
         let mut grace_until: Option<Instant> = None;
         let mut cut = false;
@@ -105,10 +102,7 @@ impl Worker {
             let now = Instant::now();
             if grace_until.is_none() && self.stop.load(Ordering::Relaxed) {
                 grace_until = Some(now + self.settings.grace);
-                if let Some(op) = self.accept.take() {
-                    self.ring.cancel(op);
-                }
-                self.listener = None;
+                self.acceptor.stop(&mut self.ring);
             }
             if let Some(until) = grace_until {
                 if self.pairs.is_empty() {
@@ -122,12 +116,13 @@ impl Worker {
                     return Ok(()); // dropping the ring ends what is left
                 }
             }
-            self.ring.turn(Some(SWEEP))?;
+            self.ring.turn(Some(self.acceptor.wait(now, SWEEP)))?;
             let events: Vec<Event> = self.ring.events().collect();
             let now = Instant::now();
             for ev in events {
                 self.on_event(ev, now);
             }
+            self.acceptor.poll(&mut self.ring, now);
             if now >= next_sweep {
                 self.sweep(now);
                 next_sweep = now + SWEEP;
@@ -137,15 +132,12 @@ impl Worker {
 
     fn on_event(&mut self, ev: Event, now: Instant) {
         match ev {
-            Event::Accepted { conn, .. } => match conn {
-                Ok(fd) => self.accepted(TcpStream::from(fd), now),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    if let Some(l) = &self.listener {
-                        self.accept = Some(self.ring.accept(l.clone()));
-                    }
+            Event::Accepted { op, conn } => {
+                // EMFILE and friends pause accepting (`Acceptor`).
+                if let Some(fd) = self.acceptor.on_event(op, conn, now) {
+                    self.accepted(TcpStream::from(fd), now);
                 }
-            },
+            }
             Event::Connected { op, result } => {
                 if let Some(k) = self.ops.remove(&op) {
                     self.connected(k, result, now);
@@ -178,8 +170,14 @@ impl Worker {
     }
 
     fn accepted(&mut self, client: TcpStream, now: Instant) {
-        if self.pairs.len() >= self.settings.max_connections || self.listener.is_none() {
-            return; // closed at once: refused, not queued
+        if !self.acceptor.is_open() || self.acceptor.is_paused() {
+            // Stopping, or out of fds: the spare fds are for the pairs already open.
+            return;
+        }
+        if self.pairs.len() >= self.settings.max_connections {
+            // Closed at once: refused, not queued.
+            acceptor::refused("ferry proxy", self.settings.max_connections);
+            return;
         }
         let _ = client.set_nodelay(true);
         let (Ok(peer), Ok(local)) = (client.peer_addr(), client.local_addr()) else {
@@ -189,6 +187,7 @@ impl Worker {
         let k = self.pairs.vacant_key();
         match self.connect(k, backend, addr, 1, now) {
             Some(state) => {
+                self.acceptor.admitted();
                 self.pairs.insert(Pair {
                     client: Arc::new(client),
                     peer,
@@ -209,7 +208,14 @@ impl Worker {
         tries: usize,
         now: Instant,
     ) -> Option<State> {
-        let s = Socket::new(Domain::for_address(addr), Type::STREAM, None).ok()?;
+        let s = match Socket::new(Domain::for_address(addr), Type::STREAM, None) {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of fds: stop taking clients we cannot connect.
+                self.acceptor.out_of(&e, &mut self.ring, now);
+                return None;
+            }
+        };
         let _ = s.set_tcp_nodelay(true);
         if let Some(c) = &self.settings.congestion {
             // The listeners took the same name at start, so the kernel has it.
@@ -242,7 +248,7 @@ impl Worker {
         if result.is_err() {
             // Refused, unreachable or timed out: skip it for a while, try the next one.
             self.backends.mark_down(backend, now);
-            if tries >= self.backends.len() || self.listener.is_none() {
+            if tries >= self.backends.len() || !self.acceptor.is_open() {
                 return self.close(k, false);
             }
             let (next, addr) = self.backends.after(backend);
@@ -286,6 +292,7 @@ impl Worker {
     /// Both directions have ended: close the pair, with resets when a side failed.
     fn finished(&mut self, k: usize) {
         let p = self.pairs.remove(k);
+        self.acceptor.on_close(Instant::now());
         let State::Running(h, server) = p.state else {
             return;
         };
@@ -310,6 +317,7 @@ impl Worker {
     /// Closes pair `k` now (no proxy running): the client, and the server if any.
     fn close(&mut self, k: usize, reset: bool) {
         let p = self.pairs.remove(k);
+        self.acceptor.on_close(Instant::now());
         if reset {
             let _ = SockRef::from(&*p.client).set_linger(Some(Duration::ZERO));
         }

@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use ferry_engine::LocalEngine;
 
+use crate::fd_budget::{warn_over_budget, FdBudget};
 use crate::rings::{self, Rings};
 
 use files::{FileCache, Root};
@@ -45,10 +46,11 @@ pub struct ServeArgs {
     /// (default: the number of CPUs).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub threads: Option<u64>,
-    /// Most open client connections; connections past it are closed at once.
-    #[arg(long, default_value_t = 10_000, value_name = "N",
-          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    pub max_connections: u64,
+    /// Most open client connections; connections past it are closed at once (default:
+    /// what the fd limit holds at two fds a connection, after the open-file cache).
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub max_connections: Option<u64>,
     /// Seconds a client has to send a whole request head once it started one (slowloris).
     #[arg(long, default_value_t = 10.0, value_name = "SECS", value_parser = parse_secs)]
     pub header_timeout: f64,
@@ -76,6 +78,10 @@ pub struct ServeArgs {
     pub congestion: Option<crate::congestion::Congestion>,
 }
 
+/// Fds a connection holds: its socket and the file it is being sent (files kept open
+/// between requests are the cache's, counted apart).
+const FDS_PER_CONNECTION: u64 = 2;
+
 fn parse_secs(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v > 0.0 && v <= 86_400.0 => Ok(v),
@@ -92,8 +98,14 @@ pub fn run(args: ServeArgs) -> io::Result<()> {
         .as_deref()
         .map(access_log::Sink::open)
         .transpose()?;
+    let budget = FdBudget::take();
+    // The open-file cache may hold a quarter of the budget, 4096 fds a thread at most.
+    let cache_fds = (budget.free(threads) / 4 / threads as u64).clamp(1, 4096);
+    let derived = budget.connections(threads, cache_fds * threads as u64, FDS_PER_CONNECTION);
+    let max_connections = args.max_connections.unwrap_or(derived);
+    warn_over_budget("ferry serve", max_connections, derived);
     let limits = Limits {
-        max_connections: (args.max_connections as usize).div_ceil(threads),
+        max_connections: (max_connections as usize).div_ceil(threads),
         header_timeout: Duration::from_secs_f64(args.header_timeout),
         idle_timeout: Duration::from_secs_f64(args.idle_timeout),
         send_timeout: Duration::from_secs_f64(args.send_timeout),
@@ -110,13 +122,13 @@ pub fn run(args: ServeArgs) -> io::Result<()> {
             let limits = limits.clone();
             let log = log.as_ref().map(|s| s.writer()).transpose()?;
             Ok(move |ring: LocalEngine, listener, stop| {
-                let cache = FileCache::new(Duration::from_secs(1), 4096, small);
+                let cache = FileCache::new(Duration::from_secs(1), cache_fds as usize, small);
                 Worker::new(ring, Site::new(root, cache), listener, limits, log, stop).run()
             })
         },
     )?;
     println!(
-        "ferry serve: listening on http://{} ({}, root {}, containment {})",
+        "ferry serve: listening on http://{} ({}, root {}, containment {}, {}, max connections {})",
         rings.addr,
         rings.describe(),
         args.root.display(),
@@ -125,6 +137,8 @@ pub fn run(args: ServeArgs) -> io::Result<()> {
         } else {
             "component walk"
         },
+        budget.describe(),
+        max_connections,
     );
     rings.join()
 }

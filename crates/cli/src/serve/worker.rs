@@ -22,6 +22,7 @@ use ferry_engine::{Event, LocalEngine, LocalHandle, OpId, Transfer};
 use slab::Slab;
 
 use super::access_log::AccessLog;
+use crate::acceptor::{self, Acceptor};
 use super::clock::Clock;
 use super::request::{self, Parsed};
 use super::respond::{self, Body, Piece, Site};
@@ -78,8 +79,7 @@ struct Conn {
 pub struct Worker {
     ring: LocalEngine,
     site: Site,
-    listener: Option<Arc<TcpListener>>,
-    accept: Option<OpId>,
+    acceptor: Acceptor,
     conns: Slab<Conn>,
     ops: HashMap<OpId, usize>,
     limits: Limits,
@@ -104,8 +104,7 @@ impl Worker {
         Worker {
             ring,
             site,
-            listener: Some(Arc::new(listener)),
-            accept: None,
+            acceptor: Acceptor::new("ferry serve", listener),
             conns: Slab::new(),
             ops: HashMap::new(),
             limits,
@@ -120,9 +119,7 @@ impl Worker {
     /// Serves until the stop flag is raised, then finishes responses in flight (within
     /// the grace period) and returns.
     pub fn run(mut self) -> io::Result<()> {
-        if let Some(l) = &self.listener {
-            self.accept = Some(self.ring.accept(l.clone()));
-        }
+        self.acceptor.start(&mut self.ring);
         let mut next_sweep = Instant::now() + SWEEP;
         let mut stop_by: Option<Instant> = None;
         loop {
@@ -135,7 +132,8 @@ impl Worker {
                     return Ok(());
                 }
             }
-            self.ring.turn(Some(SWEEP))?;
+            let wait = self.acceptor.wait(Instant::now(), SWEEP);
+            self.ring.turn(Some(wait))?;
             self.clock.tick();
             self.now = Instant::now();
             let mut batch = std::mem::take(&mut self.batch);
@@ -144,6 +142,7 @@ impl Worker {
                 self.on_event(ev);
             }
             self.batch = batch;
+            self.acceptor.poll(&mut self.ring, self.now);
             if let Some(log) = &mut self.log {
                 log.flush();
             }
@@ -155,10 +154,7 @@ impl Worker {
     }
 
     fn begin_stop(&mut self) {
-        if let Some(op) = self.accept.take() {
-            self.ring.cancel(op);
-        }
-        self.listener = None;
+        self.acceptor.stop(&mut self.ring);
         let idle: Vec<(usize, OpId)> = self
             .conns
             .iter()
@@ -175,16 +171,12 @@ impl Worker {
 
     fn on_event(&mut self, ev: Event) {
         match ev {
-            Event::Accepted { conn, .. } => match conn {
-                Ok(fd) => self.accepted(TcpStream::from(fd)),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // EMFILE and friends: the multishot accept ended; start it again.
-                Err(_) => {
-                    if let Some(l) = &self.listener {
-                        self.accept = Some(self.ring.accept(l.clone()));
-                    }
+            Event::Accepted { op, conn } => {
+                // EMFILE and friends pause accepting (`Acceptor`).
+                if let Some(fd) = self.acceptor.on_event(op, conn, self.now) {
+                    self.accepted(TcpStream::from(fd));
                 }
-            },
+            }
             Event::Received { op, buf, result } => {
                 let Some(k) = self.ops.remove(&op) else {
                     return;
@@ -223,8 +215,12 @@ impl Worker {
     }
 
     fn accepted(&mut self, sock: TcpStream) {
-        if self.conns.len() >= self.limits.max_connections || self.listener.is_none() {
+        if !self.acceptor.is_open() {
+            return;
+        }
+        if self.conns.len() >= self.limits.max_connections {
             // Refused at once: the client sees its connection closed, not a queue.
+            acceptor::refused("ferry serve", self.limits.max_connections);
             return;
         }
         let _ = sock.set_nodelay(true);
@@ -243,6 +239,7 @@ impl Worker {
             lingering: false,
             doomed: false,
         });
+        self.acceptor.admitted();
         self.serve_buffered(k);
     }
 
@@ -424,5 +421,7 @@ impl Worker {
     fn close(&mut self, k: usize) {
         let c = self.conns.remove(k);
         debug_assert!(matches!(c.pending, Pending::None));
+        drop(c);
+        self.acceptor.on_close(self.now);
     }
 }

@@ -191,18 +191,23 @@ impl ConnTable {
         }
         match c.kind {
             Kind::Accept(fd) => {
-                if res >= 0 {
-                    events.push(Event::Accepted {
-                        op,
-                        conn: Ok(sys::owned_fd(res)),
-                    });
-                } else if res != -libc::ECANCELED {
-                    events.push(Event::Accepted {
-                        op,
-                        conn: Err(err(res)),
-                    });
-                }
                 let more = cqueue::more(flags);
+                if res < 0 {
+                    // The kernel ends a multishot accept on any error. EMFILE, ENFILE,
+                    // ENOBUFS, ENOMEM leave the connection in the listen queue: the owner
+                    // decides when to try again (re-arming here would spin at the limit).
+                    let e = if c.cancelled || res == -libc::ECANCELED {
+                        io::Error::new(io::ErrorKind::Interrupted, "accept cancelled")
+                    } else {
+                        err(res)
+                    };
+                    events.push(Event::Accepted { op, conn: Err(e) });
+                    return;
+                }
+                events.push(Event::Accepted {
+                    op,
+                    conn: Ok(sys::owned_fd(res)),
+                });
                 let mut c = Conn {
                     kind: Kind::Accept(fd),
                     polling: false,
@@ -210,11 +215,13 @@ impl ConnTable {
                 };
                 if more {
                     self.ops.insert(id, c); // multishot goes on
-                } else if c.cancelled || res == -libc::ECANCELED {
+                } else if c.cancelled {
                     let e = io::Error::new(io::ErrorKind::Interrupted, "accept cancelled");
                     events.push(Event::Accepted { op, conn: Err(e) });
                 } else {
-                    backlog.push(c.entry().user_data(ud)); // re-arm
+                    // Ended without an error (a full completion queue): not the owner's
+                    // business, so go on.
+                    backlog.push(c.entry().user_data(ud));
                     self.ops.insert(id, c);
                 }
             }

@@ -1,0 +1,257 @@
+//! Accepting on a server thread's listener, where running out of fds or memory is a
+//! state, not a crash.
+//!
+//! An accept that fails with `EMFILE`, `ENFILE`, `ENOBUFS` or `ENOMEM` ends the
+//! `LocalEngine`'s accept op (the engine never re-arms it). The thread then stops
+//! accepting — the connections wait in the listen queue — and starts again when one of
+//! its connections closes or after a back-off (5 ms, doubling to 1 s; reset by the next
+//! connection accepted). While paused nothing spins and nothing is allocated; the
+//! connections already open are served as before. One line a second at most, for the
+//! whole process, says why on stderr. Connections refused over `--max-connections` are
+//! counted and reported the same way.
+
+use std::io;
+use std::net::TcpListener;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use ferry_engine::{LocalEngine, OpId};
+
+use crate::fd_budget;
+
+const FIRST_PAUSE: Duration = Duration::from_millis(5);
+const LONGEST_PAUSE: Duration = Duration::from_secs(1);
+
+/// One thread's listener and its accept op.
+#[derive(Debug)]
+pub struct Acceptor {
+    /// What the process is called in its log lines (`ferry serve`).
+    name: &'static str,
+    listener: Option<Arc<TcpListener>>,
+    op: Option<OpId>,
+    /// Accepting is paused until then.
+    paused_until: Option<Instant>,
+    pause: Duration,
+}
+
+impl Acceptor {
+    pub fn new(name: &'static str, listener: TcpListener) -> Acceptor {
+        Acceptor {
+            name,
+            listener: Some(Arc::new(listener)),
+            op: None,
+            paused_until: None,
+            pause: FIRST_PAUSE,
+        }
+    }
+
+    /// Still accepting (or paused); false once stopped.
+    pub fn is_open(&self) -> bool {
+        self.listener.is_some()
+    }
+
+    /// Out of fds: accepting waits. A connection accepted before the pause began (in
+    /// the same batch of events) should not take the spare fds.
+    pub fn is_paused(&self) -> bool {
+        self.paused_until.is_some()
+    }
+
+    /// Starts accepting, unless already accepting, paused or stopped.
+    pub fn start(&mut self, ring: &mut LocalEngine) {
+        if let (Some(l), None, None) = (&self.listener, self.op, self.paused_until) {
+            self.op = Some(ring.accept(l.clone()));
+        }
+    }
+
+    /// An `Event::Accepted` of op `op`: the new connection, or `None` (an error paused
+    /// accepting, or the op was cancelled).
+    pub fn on_event(
+        &mut self,
+        op: OpId,
+        conn: io::Result<OwnedFd>,
+        now: Instant,
+    ) -> Option<OwnedFd> {
+        let e = match conn {
+            Ok(fd) => return Some(fd),
+            Err(e) => e,
+        };
+        if self.op != Some(op) {
+            return None; // the end of an op cancelled earlier
+        }
+        // Every error is the op's last event.
+        self.op = None;
+        match e.raw_os_error() {
+            // A connection that went away in the queue: go on at once.
+            Some(libc::ECONNABORTED | libc::EPROTO | libc::EINTR) => {}
+            _ if e.kind() == io::ErrorKind::Interrupted => {}
+            _ => self.pause_for(&e, "accept", now),
+        }
+        None
+    }
+
+    /// Something other than accept ran out (a backend socket's `EMFILE`): pause
+    /// accepting as if accept had failed; other errors are none of its business.
+    pub fn out_of(&mut self, e: &io::Error, ring: &mut LocalEngine, now: Instant) {
+        if matches!(
+            e.raw_os_error(),
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+        ) && self.paused_until.is_none()
+        {
+            if let Some(op) = self.op.take() {
+                ring.cancel(op);
+            }
+            self.pause_for(e, "socket", now);
+        }
+    }
+
+    /// A connection accepted and set up well: the back-off starts over.
+    pub fn admitted(&mut self) {
+        self.pause = FIRST_PAUSE;
+    }
+
+    fn pause_for(&mut self, e: &io::Error, call: &str, now: Instant) {
+        if once_a_second(&ACCEPT_LOGGED) {
+            eprintln!(
+                "{}: {call}: {}; accepting paused until connections close (≤ {:?})",
+                self.name,
+                fd_budget::explain(e),
+                LONGEST_PAUSE,
+            );
+        }
+        // What is open must go on: its files and pipes get the spare fds.
+        fd_budget::release_spares();
+        self.paused_until = Some(now + self.pause);
+        self.pause = (self.pause * 2).min(LONGEST_PAUSE);
+    }
+
+    /// A connection of this thread closed: an fd is free, so a pause ends now.
+    pub fn on_close(&mut self, now: Instant) {
+        if let Some(until) = &mut self.paused_until {
+            *until = (*until).min(now);
+        }
+    }
+
+    /// Accepts again when the pause is over (call after every turn).
+    pub fn poll(&mut self, ring: &mut LocalEngine, now: Instant) {
+        match self.paused_until {
+            Some(u) if u > now => return,
+            Some(_) if !fd_budget::hold_spares() => {
+                // Still no fds to spare: wait longer, quietly.
+                self.paused_until = Some(now + self.pause);
+                self.pause = (self.pause * 2).min(LONGEST_PAUSE);
+                return;
+            }
+            _ => self.paused_until = None,
+        }
+        self.start(ring);
+    }
+
+    /// How long a turn may sleep without missing the end of a pause.
+    pub fn wait(&self, now: Instant, most: Duration) -> Duration {
+        self.paused_until
+            .map_or(most, |u| u.saturating_duration_since(now).min(most))
+    }
+
+    /// Stops accepting for good (cancels the op; closes the listener).
+    pub fn stop(&mut self, ring: &mut LocalEngine) {
+        if let Some(op) = self.op.take() {
+            ring.cancel(op);
+        }
+        self.listener = None;
+        self.paused_until = None;
+    }
+}
+
+/// A connection refused over `--max-connections` (closed at once by the caller):
+/// counted, and said at most once a second for the whole process.
+pub fn refused(name: &str, max_per_thread: usize) {
+    let n = REFUSED.fetch_add(1, Ordering::Relaxed) + 1;
+    if once_a_second(&REFUSED_LOGGED) {
+        let since = REFUSED_SAID.swap(n, Ordering::Relaxed);
+        eprintln!(
+            "{name}: {} connection(s) refused: at --max-connections ({max_per_thread} per thread); {n} in all",
+            n - since
+        );
+    }
+}
+
+static ACCEPT_LOGGED: AtomicU64 = AtomicU64::new(0);
+static REFUSED_LOGGED: AtomicU64 = AtomicU64::new(0);
+static REFUSED: AtomicU64 = AtomicU64::new(0);
+static REFUSED_SAID: AtomicU64 = AtomicU64::new(0);
+
+/// True at most once a second per `slot` (which holds the last second + 1 it said yes).
+fn once_a_second(slot: &AtomicU64) -> bool {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let second = EPOCH.get_or_init(Instant::now).elapsed().as_secs() + 1;
+    let last = slot.load(Ordering::Relaxed);
+    last < second
+        && slot
+            .compare_exchange(last, second, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn says_yes_once_a_second() {
+        let slot = AtomicU64::new(0);
+        assert!(once_a_second(&slot));
+        assert!(!once_a_second(&slot));
+        assert!(!once_a_second(&slot));
+    }
+
+    #[test]
+    fn pauses_grow_to_a_second_reset_on_success_and_end_on_close() {
+        let mut ring = LocalEngine::new().unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let mut a = Acceptor::new("test", l);
+        a.start(&mut ring);
+        let op = a.op.expect("accepting");
+        let t0 = Instant::now();
+        let emfile = || Err(io::Error::from_raw_os_error(libc::EMFILE));
+        let mut pauses = Vec::new();
+        for _ in 0..10 {
+            a.op = Some(op);
+            assert!(a.on_event(op, emfile(), t0).is_none());
+            assert!(a.op.is_none(), "an error ends the op");
+            pauses.push(a.wait(t0, Duration::from_secs(5)));
+        }
+        assert_eq!(pauses[0], Duration::from_millis(5));
+        assert_eq!(pauses[1], Duration::from_millis(10));
+        assert!(pauses.windows(2).all(|w| w[0] <= w[1]), "{pauses:?}");
+        assert_eq!(*pauses.last().unwrap(), LONGEST_PAUSE);
+        // Paused: no accept is started.
+        a.poll(&mut ring, t0);
+        assert!(a.op.is_none());
+        // A close ends the pause now, and accepting starts again.
+        a.on_close(t0);
+        assert_eq!(a.wait(t0, Duration::from_secs(5)), Duration::ZERO);
+        a.poll(&mut ring, t0);
+        let op = a.op.expect("accepting again");
+        // An accepted connection set up well starts the back-off over.
+        let s = std::net::TcpStream::connect(addr).unwrap();
+        assert!(a.on_event(op, Ok(OwnedFd::from(s)), t0).is_some());
+        a.admitted();
+        a.on_event(op, emfile(), t0);
+        assert_eq!(a.wait(t0, Duration::from_secs(5)), FIRST_PAUSE);
+        // The end of an op cancelled earlier changes nothing.
+        a.paused_until = None;
+        a.poll(&mut ring, t0);
+        let newer = a.op.expect("accepting");
+        assert!(a.on_event(op, emfile(), t0).is_none());
+        assert_eq!(a.op, Some(newer));
+        assert!(a.paused_until.is_none());
+        // A cancelled op is no reason to pause.
+        let cancelled = io::Error::new(io::ErrorKind::Interrupted, "accept cancelled");
+        assert!(a.on_event(newer, Err(cancelled), t0).is_none());
+        assert!(a.paused_until.is_none());
+        a.stop(&mut ring);
+        assert!(!a.is_open());
+    }
+}
