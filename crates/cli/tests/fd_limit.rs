@@ -73,7 +73,13 @@ impl Limited {
     fn rss_kb(&self) -> u64 {
         let statm = std::fs::read_to_string(format!("/proc/{}/statm", self.proc.child.id()))
             .expect("statm");
-        statm.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 4
+        statm
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            * 4
     }
 
     fn fds(&self) -> usize {
@@ -196,11 +202,10 @@ fn serve_at_the_fd_limit_pauses_accepting_and_recovers() {
         server.banner
     );
     assert!(
-        server.stderr().contains("more than the fd limit holds")
-            || {
-                std::thread::sleep(Duration::from_millis(200));
-                server.stderr().contains("more than the fd limit holds")
-            },
+        server.stderr().contains("more than the fd limit holds") || {
+            std::thread::sleep(Duration::from_millis(200));
+            server.stderr().contains("more than the fd limit holds")
+        },
         "no warning for --max-connections over the budget: {:?}",
         server.stderr()
     );
@@ -302,7 +307,7 @@ fn proxy_at_the_fd_limit_pauses_accepting_and_recovers() {
     // The pair open before the limit still moves bytes, small and bulky (splice needs
     // a pipe: an fd).
     echo(&mut first, b"at the limit");
-    let bulk: Vec<u8> = (0..1 << 20).map(|i: u32| (i * 7 >> 3) as u8).collect();
+    let bulk: Vec<u8> = (0..1 << 20).map(|i: u32| ((i * 7) >> 3) as u8).collect();
     let mut w = first.try_clone().unwrap();
     let sender = std::thread::spawn(move || w.write_all(&bulk).map(|_| bulk));
     let mut got = vec![0u8; 1 << 20];

@@ -22,10 +22,10 @@ use ferry_engine::{Event, LocalEngine, LocalHandle, OpId, Transfer};
 use slab::Slab;
 
 use super::access_log::AccessLog;
-use crate::acceptor::{self, Acceptor};
 use super::clock::Clock;
 use super::request::{self, Parsed};
 use super::respond::{self, Body, Piece, Site};
+use crate::acceptor::{self, Acceptor};
 
 const RECV_SIZE: usize = 16 * 1024;
 const SWEEP: Duration = Duration::from_millis(250);
