@@ -10,6 +10,7 @@
 //! whole process, says why on stderr. Connections refused over `--max-connections` are
 //! counted and reported the same way.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::TcpListener;
 use std::os::fd::OwnedFd;
@@ -34,6 +35,9 @@ pub struct Acceptor {
     /// Accepting is paused until then.
     paused_until: Option<Instant>,
     pause: Duration,
+    /// Connections accepted in the batch that ran out, kept back until fds are to
+    /// spare again (instead of being closed): admitted before accepting again.
+    waiting: VecDeque<OwnedFd>,
 }
 
 impl Acceptor {
@@ -44,6 +48,7 @@ impl Acceptor {
             op: None,
             paused_until: None,
             pause: FIRST_PAUSE,
+            waiting: VecDeque::new(),
         }
     }
 
@@ -53,9 +58,14 @@ impl Acceptor {
     }
 
     /// Out of fds: accepting waits. A connection accepted before the pause began (in
-    /// the same batch of events) should not take the spare fds.
+    /// the same batch of events) should not take the spare fds: `hold` it.
     pub fn is_paused(&self) -> bool {
         self.paused_until.is_some()
+    }
+
+    /// Keeps an accepted connection back until the pause is over (`poll` gives it).
+    pub fn hold(&mut self, fd: OwnedFd) {
+        self.waiting.push_back(fd);
     }
 
     /// Starts accepting, unless already accepting, paused or stopped.
@@ -133,19 +143,24 @@ impl Acceptor {
         }
     }
 
-    /// Accepts again when the pause is over (call after every turn).
-    pub fn poll(&mut self, ring: &mut LocalEngine, now: Instant) {
+    /// When the pause is over: a connection kept back to admit (call again until
+    /// `None`), then accepting again. Call after every turn.
+    pub fn poll(&mut self, ring: &mut LocalEngine, now: Instant) -> Option<OwnedFd> {
         match self.paused_until {
-            Some(u) if u > now => return,
+            Some(u) if u > now => return None,
             Some(_) if !fd_budget::hold_spares() => {
                 // Still no fds to spare: wait longer, quietly.
                 self.paused_until = Some(now + self.pause);
                 self.pause = (self.pause * 2).min(LONGEST_PAUSE);
-                return;
+                return None;
             }
             _ => self.paused_until = None,
         }
+        if let Some(fd) = self.waiting.pop_front() {
+            return Some(fd);
+        }
         self.start(ring);
+        None
     }
 
     /// How long a turn may sleep without missing the end of a pause.
@@ -161,6 +176,7 @@ impl Acceptor {
         }
         self.listener = None;
         self.paused_until = None;
+        self.waiting.clear();
     }
 }
 
@@ -226,13 +242,16 @@ mod tests {
         assert_eq!(pauses[1], Duration::from_millis(10));
         assert!(pauses.windows(2).all(|w| w[0] <= w[1]), "{pauses:?}");
         assert_eq!(*pauses.last().unwrap(), LONGEST_PAUSE);
-        // Paused: no accept is started.
-        a.poll(&mut ring, t0);
+        // Paused: no accept is started; a connection accepted meanwhile is kept back.
+        assert!(a.poll(&mut ring, t0).is_none());
         assert!(a.op.is_none());
-        // A close ends the pause now, and accepting starts again.
+        a.hold(OwnedFd::from(std::net::TcpStream::connect(addr).unwrap()));
+        // A close ends the pause now: the connection kept back first, then accepting.
         a.on_close(t0);
         assert_eq!(a.wait(t0, Duration::from_secs(5)), Duration::ZERO);
-        a.poll(&mut ring, t0);
+        assert!(a.poll(&mut ring, t0).is_some(), "the held connection");
+        assert!(a.op.is_none());
+        assert!(a.poll(&mut ring, t0).is_none());
         let op = a.op.expect("accepting again");
         // An accepted connection set up well starts the back-off over.
         let s = std::net::TcpStream::connect(addr).unwrap();
@@ -242,7 +261,7 @@ mod tests {
         assert_eq!(a.wait(t0, Duration::from_secs(5)), FIRST_PAUSE);
         // The end of an op cancelled earlier changes nothing.
         a.paused_until = None;
-        a.poll(&mut ring, t0);
+        assert!(a.poll(&mut ring, t0).is_none());
         let newer = a.op.expect("accepting");
         assert!(a.on_event(op, emfile(), t0).is_none());
         assert_eq!(a.op, Some(newer));

@@ -206,7 +206,8 @@ mod tests {
         release_spares();
         let released = open_fds().unwrap();
         assert!(hold_spares());
-        assert_eq!(released + SPARE_FDS, held);
+        assert!(released < held, "{held} → {released}");
+        assert_eq!(spares().lock().unwrap().len(), SPARE_FDS);
     }
 
     #[test]

@@ -122,7 +122,9 @@ impl Worker {
             for ev in events {
                 self.on_event(ev, now);
             }
-            self.acceptor.poll(&mut self.ring, now);
+            while let Some(fd) = self.acceptor.poll(&mut self.ring, now) {
+                self.accepted(TcpStream::from(fd), now);
+            }
             if now >= next_sweep {
                 self.sweep(now);
                 next_sweep = now + SWEEP;
@@ -170,9 +172,13 @@ impl Worker {
     }
 
     fn accepted(&mut self, client: TcpStream, now: Instant) {
-        if !self.acceptor.is_open() || self.acceptor.is_paused() {
-            // Stopping, or out of fds: the spare fds are for the pairs already open.
+        if !self.acceptor.is_open() {
             return;
+        }
+        if self.acceptor.is_paused() {
+            // Out of fds: the spare fds are for the pairs already open; this client
+            // waits (as it would have in the listen queue).
+            return self.acceptor.hold(client.into());
         }
         if self.pairs.len() >= self.settings.max_connections {
             // Closed at once: refused, not queued.
@@ -195,6 +201,9 @@ impl Worker {
                     state,
                 });
             }
+            // No socket for the backend: out of fds (accepting paused, the client
+            // waits) or some other failure (closed).
+            None if self.acceptor.is_paused() => self.acceptor.hold(client.into()),
             None => drop(client),
         }
     }

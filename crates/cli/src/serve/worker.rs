@@ -142,7 +142,9 @@ impl Worker {
                 self.on_event(ev);
             }
             self.batch = batch;
-            self.acceptor.poll(&mut self.ring, self.now);
+            while let Some(fd) = self.acceptor.poll(&mut self.ring, self.now) {
+                self.accepted(TcpStream::from(fd));
+            }
             if let Some(log) = &mut self.log {
                 log.flush();
             }
