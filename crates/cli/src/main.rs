@@ -8,6 +8,8 @@ mod fd_budget;
 mod proxy;
 mod rings;
 mod serve;
+mod sys;
+mod tables;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

@@ -32,7 +32,8 @@ pub enum Event {
         conn: io::Result<OwnedFd>,
     },
     /// `recv` finished: `n` bytes at the start of `buf` (`Ok(0)`: the peer closed).
-    /// For `recv_multi`: one event per arrival (`buf` holds exactly the bytes), the
+    /// For `recv_pooled`: `buf` holds exactly the bytes (empty at end of stream or on
+    /// an error). For `recv_multi`: one event per arrival (`buf` holds exactly the bytes), the
     /// op's last one `Ok(0)` at end of stream or an error (`Interrupted` if cancelled).
     Received {
         /// The `recv` op.
@@ -85,6 +86,7 @@ pub(crate) enum ConnOp {
     Accept(SharedFd),
     Recv(SharedFd, Vec<u8>),
     RecvMulti(SharedFd),
+    RecvPooled(SharedFd),
     Send(SharedFd, Vec<u8>),
     Connect(SharedFd, SocketAddr),
     Timeout(Duration),
@@ -97,6 +99,7 @@ impl fmt::Debug for ConnOp {
             ConnOp::Accept(_) => f.write_str("Accept"),
             ConnOp::Recv(_, b) => write!(f, "Recv({})", b.len()),
             ConnOp::RecvMulti(_) => f.write_str("RecvMulti"),
+            ConnOp::RecvPooled(_) => f.write_str("RecvPooled"),
             ConnOp::Send(_, b) => write!(f, "Send({})", b.len()),
             ConnOp::Connect(_, a) => write!(f, "Connect({a})"),
             ConnOp::Timeout(d) => write!(f, "Timeout({d:?})"),
@@ -118,7 +121,7 @@ pub(crate) fn ended(id: u64, op: ConnOp, e: io::Error) -> Event {
             buf,
             result: Err(e),
         },
-        ConnOp::RecvMulti(_) => Event::Received {
+        ConnOp::RecvMulti(_) | ConnOp::RecvPooled(_) => Event::Received {
             op: op_id,
             buf: Vec::new(),
             result: Err(e),

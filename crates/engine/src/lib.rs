@@ -52,6 +52,8 @@ mod builder;
 mod engine;
 mod error;
 mod events;
+#[cfg(test)]
+mod footprint_tests;
 mod gate;
 mod group;
 mod handle;

@@ -21,6 +21,7 @@ use super::backends::Backends;
 use super::proxy_protocol::{self, Version};
 use crate::acceptor::{self, Acceptor};
 use crate::congestion::Congestion;
+use crate::tables;
 
 const SWEEP: Duration = Duration::from_millis(100);
 
@@ -333,6 +334,7 @@ impl Worker {
     }
 
     fn sweep(&mut self, now: Instant) {
+        tables::shrink(&mut self.pairs, &mut self.ops);
         for (_, p) in self.pairs.iter_mut() {
             if let State::Connecting {
                 op,

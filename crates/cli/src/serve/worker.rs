@@ -26,8 +26,8 @@ use super::clock::Clock;
 use super::request::{self, Parsed};
 use super::respond::{self, Body, Piece, Site};
 use crate::acceptor::{self, Acceptor};
+use crate::tables;
 
-const RECV_SIZE: usize = 16 * 1024;
 const SWEEP: Duration = Duration::from_millis(250);
 /// How long a connection closed after an error keeps draining what the client still
 /// sends, so that our answer is not destroyed by a reset (lingering close).
@@ -62,9 +62,9 @@ struct Rest {
 struct Conn {
     sock: Arc<TcpStream>,
     peer: Option<IpAddr>,
-    /// Received bytes not parsed yet.
+    /// Received bytes not parsed yet (no allocation while empty: an idle connection
+    /// owns no buffer, its recv takes one of the ring's only when bytes arrive).
     buf: Vec<u8>,
-    spare: Vec<u8>,
     pending: Pending,
     rest: Option<Rest>,
     deadline: Instant,
@@ -233,7 +233,6 @@ impl Worker {
             sock: Arc::new(sock),
             peer,
             buf: Vec::new(),
-            spare: vec![0; RECV_SIZE],
             pending: Pending::None,
             rest: None,
             deadline: self.now,
@@ -245,23 +244,23 @@ impl Worker {
         self.serve_buffered(k);
     }
 
-    fn received(&mut self, k: usize, mut buf: Vec<u8>, result: io::Result<usize>) {
+    /// `buf` holds exactly the bytes received (`recv_pooled`).
+    fn received(&mut self, k: usize, buf: Vec<u8>, result: io::Result<usize>) {
         let c = &mut self.conns[k];
         c.pending = Pending::None;
-        let n = match result {
-            Ok(n) if n > 0 && !c.doomed => n,
+        match result {
+            Ok(n) if n > 0 && !c.doomed => {}
             _ => return self.close(k),
-        };
+        }
         if c.lingering {
-            c.spare = buf;
             return self.recv(k);
         }
         if c.buf.is_empty() {
             c.head_started = self.now;
+            c.buf = buf;
+        } else {
+            c.buf.extend_from_slice(&buf);
         }
-        c.buf.extend_from_slice(&buf[..n]);
-        buf.resize(RECV_SIZE, 0);
-        c.spare = buf;
         self.serve_buffered(k);
     }
 
@@ -382,8 +381,11 @@ impl Worker {
                 c.head_started + self.limits.header_timeout
             };
         }
-        let buf = std::mem::take(&mut c.spare);
-        let op = self.ring.recv(c.sock.clone(), buf);
+        if c.buf.is_empty() {
+            // Going idle: give back what the last requests' bytes took.
+            c.buf = Vec::new();
+        }
+        let op = self.ring.recv_pooled(c.sock.clone());
         c.pending = Pending::Recv(op);
         self.ops.insert(op, k);
     }
@@ -402,6 +404,7 @@ impl Worker {
 
     fn sweep(&mut self, now: Instant) {
         self.site.cache.purge_expired(now);
+        tables::shrink(&mut self.conns, &mut self.ops);
         let late: Vec<OpId> = self
             .conns
             .iter_mut()

@@ -428,6 +428,38 @@ impl LocalEngine {
         self.conn(ConnOp::RecvMulti(socket as SharedFd))
     }
 
+    /// Receives once, into a buffer the engine picks only when bytes have arrived: one
+    /// [`Event::Received`] whose `buf` holds exactly them (`Ok(0)` and an empty `buf` at
+    /// end of stream). A connection waiting with it owns no receive buffer — what an
+    /// idle keep-alive connection costs is then its own state, not 16 KiB of buffer
+    /// (`ferry serve` holds idle connections this way). On io_uring a single recv with
+    /// a buffer selected from the ring's provided buffers (64 × 16 KiB, registered on
+    /// first use), copied out and given back at once; own 16 KiB buffers where the
+    /// kernel has no buffer rings; on the fallback, a read on readiness.
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use std::sync::Arc;
+    /// use ferry_engine::{Event, LocalEngine};
+    /// let (mut a, b) = std::os::unix::net::UnixStream::pair()?;
+    /// let mut ring = LocalEngine::new()?;
+    /// let op = ring.recv_pooled(Arc::new(b));
+    /// a.write_all(b"hello")?;
+    /// let got = loop {
+    ///     ring.turn(None)?;
+    ///     if let Some(Event::Received { buf, result, .. }) = ring.events().next() {
+    ///         assert_eq!(result?, 5);
+    ///         break buf;
+    ///     }
+    /// };
+    /// assert_eq!(got, b"hello");
+    /// # let _ = op;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn recv_pooled<S: AsFd + Send + Sync + 'static>(&mut self, socket: Arc<S>) -> OpId {
+        self.conn(ConnOp::RecvPooled(socket as SharedFd))
+    }
+
     /// Sends all of `buf`: one [`Event::Sent`] when it is out (or failed).
     pub fn send<S: AsFd + Send + Sync + 'static>(&mut self, socket: Arc<S>, buf: Vec<u8>) -> OpId {
         self.conn(ConnOp::Send(socket as SharedFd, buf))

@@ -209,6 +209,22 @@ impl Readiness {
                     None
                 }
             },
+            ConnOp::RecvPooled(fd) => {
+                // Read into the thread's scratch buffer; the event gets exactly the bytes.
+                let mut scratch = [0u8; 16 * 1024];
+                match sys::recv(fd.as_fd(), &mut scratch) {
+                    Err(libc::EAGAIN) => Some((fd.as_fd().as_raw_fd(), false)),
+                    r => {
+                        let result = r.map_err(io::Error::from_raw_os_error);
+                        let buf = match &result {
+                            Ok(n) => scratch[..*n].to_vec(),
+                            Err(_) => Vec::new(),
+                        };
+                        out.push(Event::Received { op, buf, result });
+                        None
+                    }
+                }
+            }
             ConnOp::RecvMulti(fd) => {
                 // Everything readable now (bounded, so other ops get their turn), then
                 // wait for more.
@@ -423,6 +439,15 @@ impl LocalExec for Readiness {
         }
         tokens.clear();
         self.tokens = tokens;
+        for cap in [self.jobs.capacity(), self.conns.capacity()] {
+            if cap > 256 && (self.jobs.len() + self.conns.len()) * 8 < cap {
+                // A crowd of connections left: give their room back.
+                self.jobs.shrink_to(self.jobs.len() * 2);
+                self.conns.shrink_to(self.conns.len() * 2);
+                self.waits.shrink_to(self.waits.len() * 2);
+                break;
+            }
+        }
         self.fire_timers(out);
         self.take_cancels();
         self.run_all(out);

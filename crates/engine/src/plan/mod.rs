@@ -148,9 +148,7 @@ impl Plan {
         if strategy == Strategy::Buffered {
             plan.stage_header();
         }
-        if strategy == Strategy::Relay {
-            plan.staging.buf = vec![0; RELAY_BUF];
-        }
+        // A relay's buffer is allocated by its first read (`next_relay`).
         plan
     }
 
@@ -275,6 +273,9 @@ impl Plan {
             return Step::Done;
         }
         if let Some(side) = self.wait {
+            if side == Side::Src {
+                self.release_idle_relay_buf();
+            }
             return Step::Poll(side);
         }
         if self.strategy == Strategy::Buffered {

@@ -106,13 +106,26 @@ impl Plan {
             return None;
         }
         if self.poll_src_first && !self.src_ready {
+            self.release_idle_relay_buf();
             return Some(Step::Poll(super::Side::Src));
+        }
+        if self.staging.buf.is_empty() {
+            self.staging.buf = vec![0; super::RELAY_BUF];
         }
         Some(Step::Read {
             src_off: None,
             at: 0,
             len: (super::RELAY_BUF as u64).min(self.left()) as usize,
         })
+    }
+
+    /// A relay waiting for its source with nothing staged keeps no buffer: an idle
+    /// proxied connection then holds no 16 KiB per direction (HAProxy releases empty
+    /// buffers the same way). The next read allocates it again.
+    pub(super) fn release_idle_relay_buf(&mut self) {
+        if self.strategy == super::Strategy::Relay && self.staging.end == self.staging.start {
+            self.staging.buf = Vec::new();
+        }
     }
 
     /// Attributes `n` written staging bytes to header, body and trailer, in order.

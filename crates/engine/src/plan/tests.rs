@@ -607,10 +607,24 @@ fn relay_sends_each_read_at_once_then_moves_to_splice_once_the_flow_is_bulky() {
         }
     );
     step(&mut p, Ok(40));
-    // Nothing to read now: wait for the source, then read again.
+    // Nothing to read now: wait for the source, holding no buffer, then read again.
+    assert_eq!(p.staging.buf.len(), super::RELAY_BUF);
     step(&mut p, Err(libc::EAGAIN));
     assert_eq!(p.next(), Step::Poll(Side::Src));
+    assert_eq!(
+        p.staging.buf.capacity(),
+        0,
+        "an idle relay keeps its buffer"
+    );
     step(&mut p, Ok(1));
+    assert!(matches!(
+        p.next(),
+        Step::Read {
+            len: super::RELAY_BUF,
+            ..
+        }
+    ));
+    assert_eq!(p.staging.buf.len(), super::RELAY_BUF);
     // Three reads in a row that fill the buffer: the flow is bulky, splice from now on.
     for _ in 0..super::RELAY_SWITCH {
         assert!(matches!(p.next(), Step::Read { .. }));

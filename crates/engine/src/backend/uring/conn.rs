@@ -22,6 +22,10 @@ enum Kind {
     /// Multishot recv into the provided-buffer ring (`None`), or, where the kernel has
     /// none, single recvs into an own buffer, re-issued until the end (`Some`).
     RecvMulti(SharedFd, Option<Vec<u8>>),
+    /// One recv into a buffer the kernel selects from the provided-buffer ring when
+    /// bytes arrive, so none is held while waiting (`None`); where the kernel has no
+    /// buffer rings, into an own buffer (`Some`), trimmed to the bytes.
+    RecvPooled(SharedFd, Option<Vec<u8>>),
     Send(SharedFd, Vec<u8>, usize),
     Connect(SharedFd, Box<sys::RawAddr>),
     Timer(Box<types::Timespec>),
@@ -46,6 +50,21 @@ impl Conn {
             Kind::Accept(fd) if self.polling => poll(fd, false),
             Kind::Recv(fd, _) if self.polling => poll(fd, false),
             Kind::RecvMulti(fd, _) if self.polling => poll(fd, false),
+            Kind::RecvPooled(fd, _) if self.polling => poll(fd, false),
+            Kind::RecvPooled(fd, Some(buf)) => opcode::Recv::new(
+                types::Fd(fd.as_fd().as_raw_fd()),
+                buf.as_mut_ptr(),
+                buf.len() as u32,
+            )
+            .build(),
+            Kind::RecvPooled(fd, None) => opcode::Recv::new(
+                types::Fd(fd.as_fd().as_raw_fd()),
+                std::ptr::null_mut(),
+                buf_ring::BUF_SIZE as u32,
+            )
+            .buf_group(buf_ring::GROUP)
+            .build()
+            .flags(squeue::Flags::BUFFER_SELECT),
             Kind::RecvMulti(fd, None) => {
                 opcode::RecvMulti::new(types::Fd(fd.as_fd().as_raw_fd()), buf_ring::GROUP).build()
             }
@@ -116,6 +135,10 @@ impl ConnTable {
                 Some(Ok(_)) => Kind::RecvMulti(fd, None),
                 _ => Kind::RecvMulti(fd, Some(vec![0; buf_ring::BUF_SIZE])),
             },
+            ConnOp::RecvPooled(fd) => match self.bufs {
+                Some(Ok(_)) => Kind::RecvPooled(fd, None),
+                _ => Kind::RecvPooled(fd, Some(vec![0; buf_ring::BUF_SIZE])),
+            },
             ConnOp::Send(fd, buf) => Kind::Send(fd, buf, 0),
             ConnOp::Connect(fd, addr) => Kind::Connect(fd, Box::new(sys::RawAddr::new(&addr))),
             ConnOp::Timeout(d) => Kind::Timer(Box::new(types::Timespec::from(d))),
@@ -157,6 +180,10 @@ impl ConnTable {
         let Some(mut c) = self.ops.remove(&id) else {
             return;
         };
+        if self.ops.capacity() > 256 && self.ops.len() * 8 < self.ops.capacity() {
+            // A crowd of connections left: give their room back.
+            self.ops.shrink_to(self.ops.len() * 2);
+        }
         let op = OpId(id);
         let err = |res: i32| io::Error::from_raw_os_error(-res);
         if c.polling {
@@ -178,6 +205,34 @@ impl ConnTable {
         }
         if let Kind::RecvMulti(..) = c.kind {
             return self.on_multi_cqe(id, c, res, flags, ud, backlog, events);
+        }
+        if let Kind::RecvPooled(_, own) = &mut c.kind {
+            if res == -libc::ENOBUFS && !c.cancelled && own.is_none() {
+                // Every provided buffer was taken in this batch; they are given back
+                // as the batch is reaped: ask again.
+                backlog.push(c.entry().user_data(ud));
+                self.ops.insert(id, c);
+                return;
+            }
+            if res > 0 {
+                let buf = match (own.take(), cqueue::buffer_select(flags), &mut self.bufs) {
+                    (Some(mut buf), _, _) => {
+                        buf.truncate(res as usize);
+                        buf
+                    }
+                    (None, Some(bid), Some(Ok(ring))) => {
+                        let data = ring.bytes(bid, res as usize).to_vec();
+                        ring.recycle(bid);
+                        data
+                    }
+                    _ => Vec::new(),
+                };
+                return events.push(Event::Received {
+                    op,
+                    buf,
+                    result: Ok(res as usize),
+                });
+            }
         }
         let in_progress = matches!(c.kind, Kind::Connect(..)) && res == -libc::EINPROGRESS;
         if (res == -libc::EAGAIN || in_progress)
@@ -234,6 +289,20 @@ impl ConnTable {
                 events.push(Event::Received { op, buf, result });
             }
             Kind::RecvMulti(..) => {} // on_multi_cqe
+            Kind::RecvPooled(..) => {
+                let result = match res {
+                    0.. => Ok(0),
+                    r if r == -libc::ECANCELED || c.cancelled => {
+                        Err(io::Error::new(io::ErrorKind::Interrupted, "recv cancelled"))
+                    }
+                    r => Err(err(r)),
+                };
+                events.push(Event::Received {
+                    op,
+                    buf: Vec::new(),
+                    result,
+                });
+            }
             Kind::Send(fd, buf, sent) => {
                 if res > 0 && sent + (res as usize) < buf.len() && !c.cancelled {
                     let mut c = Conn {
@@ -360,7 +429,7 @@ impl ConnTable {
                 buf,
                 result: Err(e),
             },
-            Kind::RecvMulti(..) => Event::Received {
+            Kind::RecvMulti(..) | Kind::RecvPooled(..) => Event::Received {
                 op,
                 buf: Vec::new(),
                 result: Err(e),

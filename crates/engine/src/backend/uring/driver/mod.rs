@@ -477,7 +477,10 @@ impl Driver {
                 // proxy twice HAProxy's CPU per MiB. A file is read here only when the
                 // range is in the page cache; otherwise the fill stays a ring op (a
                 // page-cache miss would block this thread).
-                Step::Fill { .. } | Step::Drain { .. } | Step::Gather { .. }
+                Step::Fill { .. }
+                | Step::Drain { .. }
+                | Step::Gather { .. }
+                | Step::Read { .. }
                     if direct(&r.job, step, busy) =>
                 {
                     let res = crate::backend::steps::run(&mut r.job, step, &self.ctx.pool, false);
@@ -540,6 +543,11 @@ impl Driver {
     fn finish(&mut self, k: usize) {
         let r = self.jobs.remove(k);
         self.by_id.remove(&r.job.id);
+        if self.jobs.capacity() > 256 && self.jobs.len() * 8 < self.jobs.capacity() {
+            // A crowd of transfers ended: give their room back (a `Running` is ~0.5 KiB).
+            self.jobs.shrink_to_fit();
+            self.by_id.shrink_to(self.by_id.len() * 2);
+        }
         if self.local {
             self.finished.push(r.job.id);
         }
@@ -568,6 +576,15 @@ fn direct(job: &Job, step: Step, busy: bool) -> bool {
             crate::sys::all_cached(job.src.as_fd(), off, len)
         }
         Step::Fill { .. } => job.src_kind != FdKind::File && job.nonblocking.0,
+        // A relay's read of a non-blocking stream: a ring READ would wait in the kernel
+        // holding the 16 KiB buffer for as long as the connection is idle; made here it
+        // is answered EAGAIN, and the wait is a POLL_ADD with no buffer (the plan lets
+        // the buffer go while it polls).
+        Step::Read { .. } => {
+            job.src_kind != FdKind::File
+                && job.nonblocking.0
+                && job.plan.strategy() == crate::plan::Strategy::Relay
+        }
         Step::Drain { .. } => job.dst_kind != FdKind::File && job.nonblocking.1,
         _ => false,
     }

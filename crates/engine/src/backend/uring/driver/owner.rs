@@ -29,7 +29,7 @@ impl Driver {
 
     /// Starts connection op `id`.
     pub(crate) fn start_conn(&mut self, id: u64, op: ConnOp) {
-        if matches!(op, ConnOp::RecvMulti(_)) {
+        if matches!(op, ConnOp::RecvMulti(_) | ConnOp::RecvPooled(_)) {
             self.conns.prepare_multishot(&self.ring);
         }
         self.conns
