@@ -11,11 +11,26 @@ use slab::Slab;
 /// Rooms below this are kept: not worth a reallocation.
 const KEEP: usize = 64;
 
-/// Shrinks a thread's connection table and op map when under a quarter full, and
-/// then gives the heap's free pages back (`sys::trim_heap`).
-pub fn shrink<T, K: Eq + Hash, V>(s: &mut Slab<T>, m: &mut HashMap<K, V>) {
-    if shrink_slab(s) | shrink_map(m) {
-        crate::sys::trim_heap();
+/// Watches a thread's connection count between sweeps.
+#[derive(Debug, Default)]
+pub struct Shrinker {
+    /// The most connections since the heap was last trimmed.
+    peak: usize,
+}
+
+impl Shrinker {
+    /// Shrinks the connection table and op map when under a quarter full, and gives the
+    /// heap's free pages back (`sys::trim_heap`) each time the count halved since the
+    /// last trim: connections end over seconds, and what the engine frees for them
+    /// comes with their last events.
+    pub fn sweep<T, K: Eq + Hash, V>(&mut self, s: &mut Slab<T>, m: &mut HashMap<K, V>) {
+        let n = s.len();
+        self.peak = self.peak.max(n);
+        let shrank = shrink_slab(s) | shrink_map(m);
+        if shrank || (self.peak >= KEEP && n * 2 <= self.peak) {
+            crate::sys::trim_heap();
+            self.peak = n;
+        }
     }
 }
 

@@ -80,13 +80,18 @@ type CacheEntry = (Weak<dyn AsFd + Send + Sync>, RawFd, FdKind);
 ///
 /// Keyed by the Arc's address; the entry holds a `Weak`, which keeps that allocation
 /// from being reused while the entry exists, so a live upgrade with the same address
-/// and the same fd number is the same open file. Bounded: cleared when full.
+/// and the same fd number is the same open file. Bounded: cleared when full. Entries
+/// whose `Arc` is gone are dropped when the map doubles and by `prune`: each pins a
+/// small allocation, and thousands of them scattered over the heap kept megabytes of
+/// freed connection state from going back to the kernel after a crowd left.
 #[derive(Default)]
 pub(crate) struct FdCache {
     map: Mutex<HashMap<usize, CacheEntry>>,
 }
 
 const FD_CACHE_MAX: usize = 4096;
+/// Entries below this are never pruned on `put` (not worth the walk).
+const FD_CACHE_PRUNE: usize = 64;
 
 impl FdCache {
     fn key(arc: &SharedFd) -> usize {
@@ -101,10 +106,27 @@ impl FdCache {
 
     fn put(&self, arc: &SharedFd, fd: RawFd, kind: FdKind) {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.len();
+        if n >= FD_CACHE_PRUNE && n.is_power_of_two() {
+            prune_dead(&mut map);
+        }
         if map.len() >= FD_CACHE_MAX {
             map.clear();
         }
         map.insert(Self::key(arc), (Arc::downgrade(arc), fd, kind));
+    }
+
+    /// Drops the entries whose `Arc` is gone (and their room).
+    pub(crate) fn prune(&self) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        prune_dead(&mut map);
+    }
+}
+
+fn prune_dead(map: &mut HashMap<usize, CacheEntry>) {
+    map.retain(|_, (weak, _, _)| weak.strong_count() > 0);
+    if map.capacity() > 2 * FD_CACHE_PRUNE && map.len() * 4 < map.capacity() {
+        map.shrink_to(map.len() * 2);
     }
 }
 

@@ -69,6 +69,7 @@ pub struct Worker {
     backends: Backends,
     pairs: Slab<Pair>,
     ops: HashMap<OpId, usize>,
+    shrinker: tables::Shrinker,
     settings: Settings,
     stop: Arc<AtomicBool>,
 }
@@ -87,6 +88,7 @@ impl Worker {
             backends: Backends::new(settings.backends.clone(), thread),
             pairs: Slab::new(),
             ops: HashMap::new(),
+            shrinker: tables::Shrinker::default(),
             settings,
             stop,
         }
@@ -334,7 +336,7 @@ impl Worker {
     }
 
     fn sweep(&mut self, now: Instant) {
-        tables::shrink(&mut self.pairs, &mut self.ops);
+        self.shrinker.sweep(&mut self.pairs, &mut self.ops);
         for (_, p) in self.pairs.iter_mut() {
             if let State::Connecting {
                 op,

@@ -82,6 +82,7 @@ pub struct Worker {
     acceptor: Acceptor,
     conns: Slab<Conn>,
     ops: HashMap<OpId, usize>,
+    shrinker: tables::Shrinker,
     limits: Limits,
     log: Option<AccessLog>,
     clock: Clock,
@@ -107,6 +108,7 @@ impl Worker {
             acceptor: Acceptor::new("ferry serve", listener),
             conns: Slab::new(),
             ops: HashMap::new(),
+            shrinker: tables::Shrinker::default(),
             limits,
             log,
             clock: Clock::default(),
@@ -404,7 +406,7 @@ impl Worker {
 
     fn sweep(&mut self, now: Instant) {
         self.site.cache.purge_expired(now);
-        tables::shrink(&mut self.conns, &mut self.ops);
+        self.shrinker.sweep(&mut self.conns, &mut self.ops);
         let late: Vec<OpId> = self
             .conns
             .iter_mut()

@@ -18,7 +18,7 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::backend::blocking::Blocking;
 use crate::backend::{Config, Ctx, Executor, LocalExec};
@@ -137,6 +137,7 @@ impl LocalEngineBuilder {
             exec,
             ctx,
             fd_cache: FdCache::default(),
+            next_prune: Instant::now(),
             body_cache: BodyCache::new(self.body_cache.0, self.body_cache.1),
             next_id: 1,
             fallback_reason,
@@ -185,6 +186,8 @@ pub struct LocalEngine {
     exec: Box<dyn LocalExec>,
     ctx: Ctx,
     fd_cache: FdCache,
+    /// When `turn` next drops the cache entries of closed fds.
+    next_prune: Instant,
     body_cache: BodyCache,
     /// File → file transfers of an io_uring ring: a worker thread with
     /// `copy_file_range` (started on first use), and how it tells the ring one is done.
@@ -388,6 +391,12 @@ impl LocalEngine {
             timeout
         };
         self.exec.turn(timeout, &mut self.events)?;
+        let now = Instant::now();
+        if now >= self.next_prune {
+            // Once a second: forget the fds of connections that are gone.
+            self.fd_cache.prune();
+            self.next_prune = now + Duration::from_secs(1);
+        }
         Ok(self.events[before..]
             .iter()
             .filter(|e| matches!(e, Event::TransferDone { .. }))

@@ -439,6 +439,14 @@ impl LocalExec for Readiness {
         }
         tokens.clear();
         self.tokens = tokens;
+        if self.timers.len() > 2 * (self.jobs.len() + self.conns.len()) + 64 {
+            // Timers of ended ops (an idle timeout pushed at each wait) would stay until
+            // they pass: drop them.
+            let (jobs, conns) = (&self.jobs, &self.conns);
+            self.timers
+                .retain(|Reverse((_, id))| jobs.contains_key(id) || conns.contains_key(id));
+            self.timers.shrink_to(self.timers.len() * 2);
+        }
         for cap in [self.jobs.capacity(), self.conns.capacity()] {
             if cap > 256 && (self.jobs.len() + self.conns.len()) * 8 < cap {
                 // A crowd of connections left: give their room back.

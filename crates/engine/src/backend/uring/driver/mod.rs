@@ -543,6 +543,14 @@ impl Driver {
     fn finish(&mut self, k: usize) {
         let r = self.jobs.remove(k);
         self.by_id.remove(&r.job.id);
+        if self.deadlines.len() > 2 * self.jobs.len() + 64 {
+            // Deadlines of ended jobs would stay until they pass (a proxy's idle timeout
+            // is minutes): at a high rate of short connections, megabytes. Drop them.
+            let by_id = &self.by_id;
+            self.deadlines
+                .retain(|Reverse((_, id))| by_id.contains_key(id));
+            self.deadlines.shrink_to(self.deadlines.len() * 2);
+        }
         if self.jobs.capacity() > 256 && self.jobs.len() * 8 < self.jobs.capacity() {
             // A crowd of transfers ended: give their room back (a `Running` is ~0.5 KiB).
             self.jobs.shrink_to_fit();
