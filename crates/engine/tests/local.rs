@@ -333,3 +333,79 @@ fn accept_recv_send_timeout_close_on_the_ring() {
         }
     }
 }
+
+/// `recv_pooled` on both backends: exactly the bytes, end of stream as `Ok(0)`, cancel
+/// as `Interrupted`, and 200 connections answered in one batch — more than the ring's
+/// 64 provided buffers, so some recvs find none free (ENOBUFS) and must ask again.
+#[test]
+fn recv_pooled_gives_exactly_the_bytes_even_past_the_provided_buffers() {
+    let _g = serial();
+    for b in local_backends() {
+        let mut ring = local_ring(b);
+        const N: usize = 200;
+        let pairs: Vec<(TcpStream, Arc<TcpStream>)> = (0..N)
+            .map(|_| {
+                let (c, s) = tcp_pair();
+                (c, Arc::new(s))
+            })
+            .collect();
+        let mut ops = std::collections::HashMap::new();
+        for (i, (_, s)) in pairs.iter().enumerate() {
+            ops.insert(ring.recv_pooled(s.clone()), i);
+        }
+        // Nothing sent yet: a turn ends with no event.
+        ring.turn(Some(Duration::from_millis(20))).unwrap();
+        assert_eq!(ring.events().count(), 0, "{b:?}: an event with no bytes");
+        for (i, (c, _)) in pairs.iter().enumerate() {
+            (&*c).write_all(&pattern(100 + i, i as u32)).unwrap();
+        }
+        let mut got = 0;
+        let t0 = Instant::now();
+        while got < N {
+            ring.turn(Some(Duration::from_millis(50))).unwrap();
+            let events: Vec<Event> = ring.events().collect();
+            for ev in events {
+                let Event::Received { op, buf, result } = ev else {
+                    panic!("{b:?}: {ev:?}");
+                };
+                let i = ops.remove(&op).expect("a recv of ours");
+                let n = result.unwrap_or_else(|e| panic!("{b:?}: connection {i}: {e}"));
+                assert_eq!(n, buf.len(), "{b:?}: the event holds exactly the bytes");
+                // Loopback delivers a small write whole.
+                assert!(buf == pattern(100 + i, i as u32), "{b:?}: connection {i}");
+                got += 1;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "{b:?}: {got} of {N}"
+            );
+        }
+        // End of stream, and cancel.
+        let (c, s) = pairs.into_iter().next().unwrap();
+        let eof = ring.recv_pooled(s.clone());
+        drop(c);
+        let (_c2, s2) = tcp_pair();
+        let cancelled = ring.recv_pooled(Arc::new(s2));
+        ring.cancel(cancelled);
+        let (mut saw_eof, mut saw_cancel) = (false, false);
+        let t0 = Instant::now();
+        while !(saw_eof && saw_cancel) {
+            ring.turn(Some(Duration::from_millis(50))).unwrap();
+            for ev in ring.events() {
+                match ev {
+                    Event::Received { op, buf, result } if op == eof => {
+                        assert_eq!(result.unwrap(), 0, "{b:?}");
+                        assert!(buf.is_empty());
+                        saw_eof = true;
+                    }
+                    Event::Received { op, result, .. } if op == cancelled => {
+                        assert_eq!(result.unwrap_err().kind(), ErrorKind::Interrupted);
+                        saw_cancel = true;
+                    }
+                    other => panic!("{b:?}: unexpected {other:?}"),
+                }
+            }
+            assert!(t0.elapsed() < Duration::from_secs(5), "{b:?}: stuck");
+        }
+    }
+}
