@@ -17,6 +17,14 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "tests (default: linux syscalls, io_uring backend)"
 cargo test --workspace
 if [ -d crates/engine ]; then
+    # The body cache reads files only from memory (RWF_NOWAIT, which tmpfs refuses):
+    # its tests again with their files on tmpfs.
+    if [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ]; then
+        step "engine body-cache and file tests with TMPDIR on tmpfs (/dev/shm)"
+        TMPDIR=/dev/shm cargo test -p ferry-engine --test local_body_cache --test local_file_splices --test transfers
+    else
+        echo "tmpfs pass skipped: /dev/shm is not a tmpfs here" >&2
+    fi
     step "tests with FERRY_BACKEND=blocking"
     FERRY_BACKEND=blocking cargo test --workspace
 fi

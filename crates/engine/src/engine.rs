@@ -120,7 +120,7 @@ impl Engine {
             engine: self,
             transfer: Some(transfer),
             resolved: None,
-            waiting: false,
+            waiter: None,
         }
     }
 
@@ -208,15 +208,16 @@ pub struct SubmitAsync<'a> {
     engine: &'a Engine,
     transfer: Option<Transfer>,
     resolved: Option<Resolved>,
-    /// Registered with the gate: a wake-up may be ours to pass on if dropped.
-    waiting: bool,
+    /// Our place in the gate's queue while waiting: dropped, we leave it (or pass a
+    /// wake-up we got on).
+    waiter: Option<u64>,
 }
 
 impl fmt::Debug for SubmitAsync<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SubmitAsync")
             .field("transfer", &self.transfer)
-            .field("waiting", &self.waiting)
+            .field("waiting", &self.waiter.is_some())
             .finish()
     }
 }
@@ -238,18 +239,13 @@ impl Future for SubmitAsync<'_> {
                 }
             }
         }
-        match me.engine.gate.poll_acquire(cx) {
-            Poll::Pending => {
-                me.waiting = true;
-                Poll::Pending
-            }
+        match me.engine.gate.poll_acquire(cx, &mut me.waiter) {
+            Poll::Pending => Poll::Pending,
             Poll::Ready(Err(why)) => {
                 me.transfer = None;
-                me.waiting = false;
                 Poll::Ready(Err(refused(why)))
             }
             Poll::Ready(Ok(())) => {
-                me.waiting = false;
                 let t = me.transfer.take().expect("checked above");
                 let r = me.resolved.take().expect("resolved above");
                 Poll::Ready(Ok(me.engine.start(t, &r, None)))
@@ -260,8 +256,6 @@ impl Future for SubmitAsync<'_> {
 
 impl Drop for SubmitAsync<'_> {
     fn drop(&mut self) {
-        if self.waiting {
-            self.engine.gate.pass_on();
-        }
+        self.engine.gate.forget(self.waiter.take());
     }
 }

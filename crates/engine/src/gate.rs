@@ -10,8 +10,10 @@ struct Count {
     in_flight: usize,
     /// Threads blocked in `acquire`.
     threads: usize,
-    /// Tasks waiting in `poll_acquire`, woken one per freed slot.
-    tasks: VecDeque<Waker>,
+    /// Tasks waiting in `poll_acquire` (by waiter id), woken one per freed slot.
+    tasks: VecDeque<(u64, Waker)>,
+    /// The id the next waiting task gets.
+    next_id: u64,
     closed: bool,
 }
 
@@ -58,31 +60,58 @@ impl Gate {
         }
     }
 
-    /// Takes a slot, or registers the task to be woken when one frees.
-    pub(crate) fn poll_acquire(&self, cx: &mut Context<'_>) -> Poll<Result<(), Refused>> {
+    /// Takes a slot, or registers the task to be woken when one frees. `waiter` is the
+    /// caller's place in the queue (`None` at first); give it to `forget` if the caller
+    /// stops waiting.
+    pub(crate) fn poll_acquire(
+        &self,
+        cx: &mut Context<'_>,
+        waiter: &mut Option<u64>,
+    ) -> Poll<Result<(), Refused>> {
         let mut n = self.count.lock().unwrap_or_else(|e| e.into_inner());
-        if n.closed {
-            return Poll::Ready(Err(Refused::Closed));
-        }
-        if n.in_flight < self.max {
+        let queued = waiter.and_then(|id| n.tasks.iter().position(|(i, _)| *i == id));
+        if n.closed || n.in_flight < self.max {
+            if let Some(at) = queued {
+                n.tasks.remove(at);
+            }
+            *waiter = None;
+            if n.closed {
+                return Poll::Ready(Err(Refused::Closed));
+            }
             n.in_flight += 1;
             return Poll::Ready(Ok(()));
         }
-        if !n.tasks.iter().any(|w| w.will_wake(cx.waker())) {
-            n.tasks.push_back(cx.waker().clone());
+        match queued {
+            // Still queued: the task may have moved to another waker.
+            Some(at) => n.tasks[at].1.clone_from(cx.waker()),
+            None => {
+                let id = n.next_id;
+                n.next_id += 1;
+                n.tasks.push_back((id, cx.waker().clone()));
+                *waiter = Some(id);
+            }
         }
         Poll::Pending
     }
 
-    /// A task that was woken (or registered) gives up: pass the wake-up on, so a freed
-    /// slot is never left unclaimed while others wait.
-    pub(crate) fn pass_on(&self) {
+    /// A waiting task gives up (its future is dropped). Still queued: it leaves the
+    /// queue, so no freed slot wakes it instead of a live waiter. Already woken (taken
+    /// off the queue by `release`) without taking its slot: the wake-up goes on to the
+    /// next waiter.
+    pub(crate) fn forget(&self, waiter: Option<u64>) {
+        let Some(id) = waiter else {
+            return;
+        };
         let mut n = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = n.tasks.iter().position(|(i, _)| *i == id) {
+            n.tasks.remove(at);
+            return;
+        }
         let next = (n.in_flight < self.max)
             .then(|| n.tasks.pop_front())
             .flatten();
         drop(n);
-        if let Some(w) = next {
+        if let Some((_, w)) = next {
             w.wake();
         }
     }
@@ -94,7 +123,7 @@ impl Gate {
         let task = n.tasks.pop_front();
         let threads = n.threads;
         drop(n);
-        if let Some(w) = task {
+        if let Some((_, w)) = task {
             w.wake();
         } else if threads > 0 {
             self.cv.notify_one();
@@ -108,6 +137,6 @@ impl Gate {
         let tasks = std::mem::take(&mut n.tasks);
         drop(n);
         self.cv.notify_all();
-        tasks.into_iter().for_each(Waker::wake);
+        tasks.into_iter().for_each(|(_, w)| w.wake());
     }
 }

@@ -99,6 +99,93 @@ fn a_dropped_waiter_passes_its_wake_up_on() {
     assert_eq!(rx2.join().unwrap(), b"two");
 }
 
+/// The reproduction of issue 21: a waiter dropped while the engine is still at its
+/// bound (a lost `select!` branch, a timeout) must not keep its place in the queue, or
+/// the next freed slot wakes the dead task and the live waiter hangs.
+#[test]
+fn a_waiter_dropped_at_the_bound_leaves_the_queue() {
+    let _g = serial();
+    let engine = Engine::builder().max_in_flight(1).build().unwrap();
+    let (a, _p1, _p2) = idle(&engine);
+    let (t1, _r1) = tiny(b"one");
+    let (t2, r2) = tiny(b"two");
+    let rx2 = drain(r2);
+    let (c1, w1) = counter();
+    let (c2, w2) = counter();
+    let mut f1 = Box::pin(engine.submit_async(t1));
+    let mut f2 = Box::pin(engine.submit_async(t2));
+    assert!(f1.as_mut().poll(&mut Context::from_waker(&w1)).is_pending());
+    assert!(f2.as_mut().poll(&mut Context::from_waker(&w2)).is_pending());
+    drop(f1); // gives up before any slot freed
+    a.cancel();
+    let _ = a.wait();
+    eventually("the live waiter is woken", || {
+        c2.0.load(Ordering::SeqCst) > 0
+    });
+    assert_eq!(
+        c1.0.load(Ordering::SeqCst),
+        0,
+        "the dropped waiter was woken"
+    );
+    let Poll::Ready(h) = f2.as_mut().poll(&mut Context::from_waker(&w2)) else {
+        panic!("the live waiter did not get the slot");
+    };
+    h.unwrap().wait().unwrap();
+    assert_eq!(rx2.join().unwrap(), b"two");
+}
+
+/// Ten tasks wait for one slot; five give up (`tokio::time::timeout`) while the slot is
+/// held. Once it frees, the other five all get it, one after another.
+#[test]
+fn waiters_that_time_out_do_not_starve_the_others_on_tokio() {
+    let _g = serial();
+    let engine = Arc::new(Engine::builder().max_in_flight(1).build().unwrap());
+    let (a, _p1, _p2) = idle(&engine);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut quitters = Vec::new();
+        let mut stayers = Vec::new();
+        for i in 0..10u8 {
+            let engine = engine.clone();
+            let (t, r) = tiny(&[i; 3]);
+            let rx = drain(r);
+            if i % 2 == 0 {
+                quitters.push(tokio::spawn(async move {
+                    let r =
+                        tokio::time::timeout(Duration::from_millis(100), engine.submit_async(t))
+                            .await;
+                    assert!(r.is_err(), "a quitter got a slot while it was held");
+                }));
+            } else {
+                stayers.push(tokio::spawn(async move {
+                    let h = engine.submit_async(t).await.unwrap();
+                    assert_eq!(h.await.unwrap().bytes, 3);
+                    tokio::task::spawn_blocking(move || rx.join().unwrap())
+                        .await
+                        .unwrap()
+                }));
+            }
+        }
+        for q in quitters {
+            q.await.unwrap();
+        }
+        // Every quitter has gone; now the slot frees.
+        a.cancel();
+        for (k, s) in stayers.into_iter().enumerate() {
+            let got = tokio::time::timeout(Duration::from_secs(10), s)
+                .await
+                .unwrap_or_else(|_| panic!("stayer {k} never got a slot"))
+                .unwrap();
+            assert_eq!(got, vec![2 * k as u8 + 1; 3]);
+        }
+    });
+    let _ = a.wait();
+}
+
 #[test]
 fn a_shut_down_engine_refuses_work_and_wakes_its_waiters_with_an_error() {
     let _g = serial();

@@ -72,6 +72,9 @@ pub(crate) struct Plan {
     first_copy: bool,
     /// Relay: reads in a row that filled the buffer.
     full_reads: u32,
+    /// Relay: the last read was short, so the source is most likely empty: the next
+    /// read waits for it first instead of being answered EAGAIN once per message.
+    relay_drained: bool,
     staging: Staging,
     error: Option<io::Error>,
     /// Stopped from outside (cancel, timeout, shutdown): the error is built when
@@ -133,6 +136,7 @@ impl Plan {
             src_ready: false,
             wait: None,
             first_copy: true,
+            relay_drained: false,
             full_reads: 0,
             staging: Staging::default(),
             error: None,
@@ -415,6 +419,7 @@ impl Plan {
                 if self.strategy == Strategy::Relay {
                     let full = n == self.staging.buf.len();
                     self.full_reads = if full { self.full_reads + 1 } else { 0 };
+                    self.relay_drained = !full;
                     self.src_ready = false;
                 }
                 if n == 0 {

@@ -105,7 +105,7 @@ impl Plan {
             self.staging = Staging::default();
             return None;
         }
-        if self.poll_src_first && !self.src_ready {
+        if (self.poll_src_first || self.relay_drained) && !self.src_ready {
             self.release_idle_relay_buf();
             return Some(Step::Poll(super::Side::Src));
         }

@@ -27,8 +27,46 @@ pub(crate) fn pread_nowait(fd: BorrowedFd<'_>, buf: &mut [u8], off: u64) -> Resu
         };
         match from_ret(r) {
             Err(libc::EINTR) => continue,
-            // Filesystems without NOWAIT support: treat like "would block".
+            // tmpfs and ramfs refuse RWF_NOWAIT, yet their pages are memory: a plain
+            // read has no device to wait for (only swap, as any memory access).
+            Err(libc::EOPNOTSUPP) if in_memory_fs(fd) => return pread(fd, buf, off),
+            // Other filesystems without NOWAIT support: treat like "would block".
             Err(libc::EOPNOTSUPP) => return Err(libc::EAGAIN),
+            other => return other,
+        }
+    }
+}
+
+/// Whether `fd` is a file of a filesystem that lives in memory (tmpfs, ramfs).
+fn in_memory_fs(fd: BorrowedFd<'_>) -> bool {
+    let mut st = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: `st` is writable memory of the size fstatfs fills; the fd is borrowed.
+    let r = unsafe { libc::fstatfs(fd.as_raw_fd(), st.as_mut_ptr()) };
+    if r != 0 {
+        return false;
+    }
+    // SAFETY: fstatfs returned 0, so it filled `st`.
+    let kind = unsafe { st.assume_init() }.f_type;
+    // ramfs's magic (linux/magic.h); libc names only tmpfs's.
+    const RAMFS_MAGIC: libc::__fsword_t = 0x8584_58f6;
+    kind == libc::TMPFS_MAGIC || kind == RAMFS_MAGIC
+}
+
+/// `pread(fd, buf, off)`, EINTR retried.
+fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], off: u64) -> Result<usize, i32> {
+    loop {
+        // SAFETY: `buf` is valid for writes of its length during the call; the fd is
+        // borrowed, so it stays open.
+        let r = unsafe {
+            libc::pread(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                off as libc::off_t,
+            )
+        };
+        match from_ret(r) {
+            Err(libc::EINTR) => continue,
             other => return other,
         }
     }
