@@ -8,14 +8,14 @@
 
 #[path = "support/process.rs"]
 mod process;
+#[path = "support/ready.rs"]
+mod ready;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 
 const LIMIT: u32 = 256;
 const CLIENTS: usize = 400;
@@ -31,27 +31,13 @@ struct Limited {
 impl Limited {
     fn start(args: &[String]) -> Limited {
         let script = format!("ulimit -n {LIMIT} && exec \"$0\" \"$@\"");
-        let mut child = Command::new("sh")
-            .arg("-c")
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
             .arg(script)
             .arg(env!("CARGO_BIN_EXE_ferry"))
             .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn sh");
-        let mut banner = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut banner)
-            .unwrap();
-        let addr = banner
-            .split("listening on ")
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .map(|s| s.trim_start_matches("http://"))
-            .unwrap_or_else(|| panic!("no address in {banner:?}"))
-            .parse()
-            .unwrap();
+            .stderr(Stdio::piped());
+        let (mut child, banner, addr) = ready::spawn_ready(cmd);
         let stderr = Arc::new(Mutex::new(String::new()));
         let (sink, mut err) = (stderr.clone(), child.stderr.take().unwrap());
         std::thread::spawn(move || {
@@ -147,20 +133,7 @@ impl Limited {
 
 /// The test process needs more fds than the server under test has.
 fn raise_own_limit() {
-    let Rlimit { maximum, .. } = getrlimit(Resource::Nofile);
-    let _ = setrlimit(
-        Resource::Nofile,
-        Rlimit {
-            current: maximum,
-            maximum,
-        },
-    );
-    let have = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
-    assert!(
-        have >= 3 * CLIENTS as u64,
-        "this test needs {} fds of its own; the hard limit is {have}",
-        3 * CLIENTS
-    );
+    ready::raise_fd_limit(3 * CLIENTS as u64);
 }
 
 fn get(s: &mut TcpStream) -> Vec<u8> {

@@ -9,52 +9,24 @@
 #[path = "support/process.rs"]
 #[allow(dead_code)] // stop and cpu_ticks serve other test binaries
 mod process;
+#[path = "support/ready.rs"]
+mod ready;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-
 const N: usize = 2000;
 
 fn raise_own_limit() {
-    let Rlimit { maximum, .. } = getrlimit(Resource::Nofile);
-    let _ = setrlimit(
-        Resource::Nofile,
-        Rlimit {
-            current: maximum,
-            maximum,
-        },
-    );
-    let have = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
-    assert!(
-        have > 2 * N as u64 + 100,
-        "this test needs {} fds; the hard limit is {have}",
-        2 * N + 100
-    );
+    ready::raise_fd_limit(2 * N as u64 + 100);
 }
 
 fn start(args: &[&str]) -> (process::Running, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn ferry");
-    let mut banner = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut banner)
-        .unwrap();
-    let addr = banner
-        .split("listening on ")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .map(|s| s.trim_start_matches("http://"))
-        .unwrap_or_else(|| panic!("no address in {banner:?}"))
-        .parse()
-        .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    cmd.args(args).stderr(Stdio::inherit());
+    let (child, _, addr) = ready::spawn_ready(cmd);
     (process::Running::new(child), addr)
 }
 

@@ -5,8 +5,10 @@
 
 #[path = "../support/process.rs"]
 mod process;
+#[path = "../support/ready.rs"]
+mod ready;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::thread::JoinHandle;
@@ -28,23 +30,8 @@ impl ProxyProc {
         for b in backends {
             cmd.arg("--backend").arg(b.to_string());
         }
-        let mut child = cmd
-            .args(flags)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn ferry proxy");
-        let mut banner = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut banner)
-            .unwrap();
-        let addr = banner
-            .split("listening on ")
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no address in {banner:?}"))
-            .parse()
-            .unwrap();
+        cmd.args(flags).stderr(Stdio::inherit());
+        let (child, banner, addr) = ready::spawn_ready(cmd);
         ProxyProc {
             proc: process::Running::new(child),
             addr,
