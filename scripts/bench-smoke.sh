@@ -68,6 +68,29 @@ else:
 assert methods == want, f"methods that produced results: {sorted(methods)}; missing {sorted(want - methods)}"
 scen = {r["scenario"] for r in rows}
 assert scen == scenarios, scen
+# connections: every server holds the idle clients (each answered twice, every byte
+# checked) while wrk runs; it needs wrk, and each peer its program.
+conn = doc["connections"]
+ckeys = {"scenario", "method", "idle_connections", "active_connections", "active_size", "runs",
+         "rss_bytes_per_idle", "rss_bytes_per_idle_min", "rss_bytes_per_idle_max",
+         "rss_anon_held_mb", "rss_kept_after_kb", "rss_kept_after_kb_max",
+         "cpu_us_per_request_alone", "cpu_us_per_request_with_idle", "cpu_ratio_idle_to_alone",
+         "requests_per_sec_with_idle", "p99_us_alone", "p99_us_with_idle",
+         "per_idle_ratio_to_peer", "verdict"}
+for r in conn:
+    assert set(r) == ckeys, sorted(set(r) ^ ckeys)
+    assert r["idle_connections"] >= 1 and r["runs"] >= 1, r
+    assert r["rss_bytes_per_idle"] >= 0 and r["cpu_us_per_request_with_idle"] > 0, r
+    assert r["requests_per_sec_with_idle"] > 0, r
+    assert (r["verdict"] is None) == (r["method"] in ("nginx", "haproxy")), r
+if peers.get("wrk"):
+    cwant = {"ferry-serve", "ferry-proxy"}
+    cwant |= {"nginx"} if peers.get("nginx") else set()
+    cwant |= {"haproxy"} if peers.get("haproxy") else set()
+    assert {r["method"] for r in conn} == cwant, conn
+else:
+    assert conn == [], conn
+    print("bench smoke: wrk absent: connections reported as not run")
 assert "placement" in doc["machine"] and "peers" in doc["machine"], doc["machine"]
 print(f"bench smoke: {len(rows)} result rows, all methods verified, JSON ok")
 PY

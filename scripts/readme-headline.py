@@ -48,7 +48,7 @@ def main(path):
     cases = {}
     for r in doc["results"]:
         cases.setdefault((r["scenario"], r["size"], r["connections"]), []).append(r)
-    runs = max(r["runs"] for r in doc["results"])
+    runs = max((r["runs"] for r in doc["results"] + doc.get("connections", [])), default=0)
     cc = m.get("tcp_congestion_control") or "unrecorded"
     print(f"From the full run of {m['date']} (`ferry bench --runs {runs}`, {m['cpus']}-CPU "
           f"{m['cpu_model']}, {m['os']} {m['kernel']}, loopback, tcp congestion control {cc}, "
@@ -76,6 +76,37 @@ def main(path):
 
         print(f"| {name} | {base['method']} {figure(base)}, {cpu(base)} | {best['method']} {figure(best)}, "
               f"{cpu(best)} | {best['ratio_to_baseline']:.2f}× | {best['cpu_ratio_to_baseline']:.2f}× | {best['verdict']} |")
+    connections(doc)
+
+
+def connections(doc):
+    """The connections scenario: memory per idle connection against nginx / HAProxy."""
+    rows = {r["method"]: r for r in doc.get("connections", [])}
+    pairs = [("ferry-serve", "nginx", "idle keep-alive connections"),
+             ("ferry-proxy", "haproxy", "idle proxied pairs")]
+    lines = []
+    for ferry, peer, what in pairs:
+        f, p = rows.get(ferry), rows.get(peer)
+        if not f or not p:
+            continue
+        lines.append(
+            f"| {f['idle_connections']} {what} | {peer} {p['rss_bytes_per_idle']:.0f} B "
+            f"({p['rss_bytes_per_idle_min']:.0f}–{p['rss_bytes_per_idle_max']:.0f}), kept "
+            f"{p['rss_kept_after_kb'] / 1024:.1f} MB | {ferry} {f['rss_bytes_per_idle']:.0f} B "
+            f"({f['rss_bytes_per_idle_min']:.0f}–{f['rss_bytes_per_idle_max']:.0f}), kept "
+            f"{f['rss_kept_after_kb'] / 1024:.1f} MB | {f['per_idle_ratio_to_peer']:.2f}× | "
+            f"{f['cpu_us_per_request_alone']:.1f} → {f['cpu_us_per_request_with_idle']:.1f} µs "
+            f"({peer} {p['cpu_us_per_request_alone']:.1f} → {p['cpu_us_per_request_with_idle']:.1f}) "
+            f"| {f['verdict']} |")
+    if not lines:
+        return
+    print("\nIdle connections (`connections` scenario): the server's anonymous RSS per idle "
+          "connection while held, what it kept after they left, and CPU per request of 64 busy "
+          "connections (4 KiB) alone → with the idle ones held.\n")
+    print("| case | peer | ferry | memory vs peer | CPU µs/req, ferry (peer) | verdict |")
+    print("|---|---|---|---|---|---|")
+    for line in lines:
+        print(line)
 
 
 if __name__ == "__main__":

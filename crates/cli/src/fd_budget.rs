@@ -40,21 +40,9 @@ pub struct FdBudget {
 impl FdBudget {
     /// Raises the soft fd limit to the hard one (best effort) and counts the open fds.
     pub fn take() -> FdBudget {
-        let Rlimit { current, maximum } = getrlimit(Resource::Nofile);
-        // Linux has no unlimited fd count: an infinite hard limit means `fs.nr_open`.
-        let hard = maximum.or_else(nr_open);
-        let mut limit = current.or(hard).unwrap_or(1024);
-        let mut raised_from = None;
-        if let Some(hard) = hard.filter(|&h| h > limit) {
-            let new = Rlimit {
-                current: Some(hard),
-                maximum,
-            };
-            if setrlimit(Resource::Nofile, new).is_ok() {
-                raised_from = Some(limit);
-                limit = hard;
-            }
-        }
+        let before = limit().unwrap_or(u64::MAX);
+        let limit = raise_soft_limit();
+        let raised_from = (limit > before).then_some(before);
         hold_spares();
         let in_use = open_fds().unwrap_or(3) as u64;
         FdBudget {
@@ -93,6 +81,30 @@ pub fn warn_over_budget(name: &str, asked: u64, holds: u64) {
             "{name}: --max-connections {asked} is more than the fd limit holds (about {holds}); \
              at the limit accepting pauses until connections close"
         );
+    }
+}
+
+/// Raises the soft fd limit to the hard one (best effort); returns the soft limit then
+/// in force.
+pub fn raise_soft_limit() -> u64 {
+    let Rlimit { current, maximum } = getrlimit(Resource::Nofile);
+    // Linux has no unlimited fd count: an infinite hard limit means `fs.nr_open`.
+    let hard = maximum.or_else(nr_open);
+    let limit = current.or(hard).unwrap_or(1024);
+    match hard.filter(|&h| h > limit) {
+        Some(hard)
+            if setrlimit(
+                Resource::Nofile,
+                Rlimit {
+                    current: Some(hard),
+                    maximum,
+                },
+            )
+            .is_ok() =>
+        {
+            hard
+        }
+        _ => limit,
     }
 }
 

@@ -32,13 +32,14 @@ struct Cli {
 enum Command {
     /// Side-by-side benchmark of ferry against plain syscall loops, nginx and HAProxy.
     ///
-    /// Six scenarios over loopback on built-in data: file → socket, socket → socket,
+    /// Seven scenarios over loopback on built-in data: file → socket, socket → socket,
     /// request-response, file → file (ferry's engines against syscall loops),
-    /// http-static (ferry serve against nginx under wrk) and tcp-proxy (ferry proxy
-    /// against HAProxy); absent peers are reported "not run" (scripts/install-peers.sh
+    /// http-static (ferry serve against nginx under wrk), tcp-proxy (ferry proxy
+    /// against HAProxy) and connections (memory per idle connection and the active
+    /// load's CPU with thousands idle, against nginx and HAProxy); absent peers are reported "not run" (scripts/install-peers.sh
     /// installs them). Every method runs interleaved with the others, every byte
     /// verified on an untimed first run. The default run (3 timed runs) takes about
-    /// 8 minutes on 2 CPUs, --quick about 40 s. A header says what machine, backends and
+    /// 9 minutes on 2 CPUs, --quick about 50 s. A header says what machine, backends and
     /// peers ran; each case's table appears as soon as it is done; its columns: median
     /// and min-max of the per-run figure (GB/s, or req/s for per-request cases), spread =
     /// (max - min) / median, CPU seconds per GB or CPU µs per request, the ratio to the
@@ -86,7 +87,8 @@ struct BenchArgs {
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
     /// Only these scenarios: file-to-socket, socket-to-socket, request-response,
-    /// file-to-file, http-static (nginx vs ferry serve), tcp-proxy (HAProxy vs ferry proxy).
+    /// file-to-file, http-static (nginx vs ferry serve), tcp-proxy (HAProxy vs ferry proxy),
+    /// connections (idle connections: nginx, ferry serve, HAProxy, ferry proxy).
     #[arg(long, value_parser = parse_scenario)]
     scenario: Vec<Scenario>,
     /// Only these methods: read-write, std-copy, sendfile, splice, engine-uring,
@@ -100,6 +102,10 @@ struct BenchArgs {
     /// Connection counts for request-response.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
     connections: Vec<u64>,
+    /// Idle connections for the connections scenario (default 4000, --quick 1000,
+    /// fewer where the fd limit cannot hold them).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    idle: Vec<u64>,
     /// Repetitions of each method (default 3, --quick 2). More runs, tighter verdicts.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1000))]
     runs: Option<u64>,
@@ -163,6 +169,7 @@ fn main() -> ExitCode {
                 },
                 sizes: a.size,
                 connections: a.connections.into_iter().map(|c| c as usize).collect(),
+                idle: a.idle.into_iter().map(|c| c as usize).collect(),
                 runs: a.runs.map(|r| r as usize),
                 pin: a.pin,
             };

@@ -33,8 +33,10 @@ pub(crate) struct Job {
     pub dst: SharedFd,
     /// The pooled pipe of the splice strategy, taken on the first fill.
     pub pipe: Option<PooledPipe>,
-    /// Streams kept non-blocking while this job owns them (see `modes`).
-    modes: Vec<NonBlocking>,
+    /// Streams (src, dst) kept non-blocking while this job owns them (see `modes`);
+    /// inline, not a `Vec`: an idle proxied pair holds two jobs, and a heap block each
+    /// was ~80 bytes of its memory.
+    modes: [Option<NonBlocking>; 2],
     /// (src, dst) are streams known to be non-blocking (held by `modes`): a splice on
     /// them never waits, so an executor may make it as a plain syscall.
     pub nonblocking: (bool, bool),
@@ -75,7 +77,7 @@ impl Job {
             src: fds.0,
             dst: fds.1,
             pipe: None,
-            modes: Vec::new(),
+            modes: [None, None],
             nonblocking: (false, false),
             deadline,
             submitted,
@@ -91,16 +93,16 @@ impl Job {
     /// Before a backend takes over: streams become non-blocking (counted per fd) so
     /// that every wait is a poll the executor can cancel or time out.
     pub(crate) fn own_streams(&mut self) {
-        if self.src_kind != FdKind::File && self.modes.is_empty() {
+        if self.src_kind != FdKind::File && self.modes[0].is_none() {
             if let Some(g) = NonBlocking::acquire(&self.src) {
-                self.modes.push(g);
+                self.modes[0] = Some(g);
                 self.plan.src_became_nonblocking();
                 self.nonblocking.0 = true;
             }
         }
-        if self.dst_kind != FdKind::File {
+        if self.dst_kind != FdKind::File && self.modes[1].is_none() {
             if let Some(g) = NonBlocking::acquire(&self.dst) {
-                self.modes.push(g);
+                self.modes[1] = Some(g);
                 self.nonblocking.1 = true;
             }
         }
@@ -201,7 +203,7 @@ impl Job {
                     pipe.discard();
                 }
             }
-            self.modes.clear();
+            self.modes = [None, None];
             self.nonblocking = (false, false);
         }
         self.report_progress();

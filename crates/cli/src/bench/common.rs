@@ -102,16 +102,19 @@ pub enum Scenario {
     HttpStatic,
     /// HAProxy against `ferry proxy`.
     TcpProxy,
+    /// Many idle connections: nginx and HAProxy against `ferry serve` and `ferry proxy`.
+    Connections,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::FileToSocket,
         Scenario::SocketToSocket,
         Scenario::RequestResponse,
         Scenario::FileToFile,
         Scenario::HttpStatic,
         Scenario::TcpProxy,
+        Scenario::Connections,
     ];
 
     pub fn name(self) -> &'static str {
@@ -122,6 +125,7 @@ impl Scenario {
             Scenario::FileToFile => "file-to-file",
             Scenario::HttpStatic => "http-static",
             Scenario::TcpProxy => "tcp-proxy",
+            Scenario::Connections => "connections",
         }
     }
 
@@ -134,6 +138,12 @@ impl Scenario {
     pub fn compares(self, m: Method) -> bool {
         match self {
             Scenario::HttpStatic | Scenario::TcpProxy => m.family() == self,
+            // One configuration of each server: the memory of a connection does not
+            // depend on tcp_nopush or the pipe size.
+            Scenario::Connections => matches!(
+                m,
+                Method::Nginx | Method::FerryServe | Method::Haproxy | Method::FerryProxy
+            ),
             _ => m.family() == Scenario::FileToSocket,
         }
     }

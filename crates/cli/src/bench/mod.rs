@@ -6,6 +6,9 @@ mod bulk;
 mod common;
 mod header;
 mod http;
+mod idle;
+mod idle_case;
+mod idle_report;
 mod peers;
 mod progress;
 mod report;
@@ -35,6 +38,8 @@ pub struct Options {
     pub methods: Vec<Method>,
     pub sizes: Vec<u64>,
     pub connections: Vec<usize>,
+    /// Idle connection counts for the connections scenario.
+    pub idle: Vec<usize>,
     pub runs: Option<usize>,
     /// Run the request-response server and load generator on different CPUs.
     pub pin: bool,
@@ -97,6 +102,13 @@ fn cases(o: &Options) -> Vec<Case> {
             size,
             connections,
         };
+        if scenario == Scenario::Connections {
+            // The active load is fixed (4 KiB x64); what varies is how many are idle.
+            for &n in &idle_counts(o) {
+                v.push(case(idle::ACTIVE_SIZE, n));
+            }
+            continue;
+        }
         if scenario == Scenario::TcpProxy && o.sizes.is_empty() && o.connections.is_empty() {
             // A bulk stream through one connection, then HTTP through the proxy.
             const K: u64 = 1024;
@@ -134,8 +146,34 @@ fn cases(o: &Options) -> Vec<Case> {
     v
 }
 
+/// The idle counts of the connections scenario: as given, or 4000 (`--quick`: 1000)
+/// where the fd limit holds that many.
+fn idle_counts(o: &Options) -> Vec<usize> {
+    if !o.idle.is_empty() {
+        return o.idle.clone();
+    }
+    let most = idle::most_idle(crate::fd_budget::limit().unwrap_or(1024));
+    vec![(if o.quick { 1000 } else { 4000 }).min(most).max(1)]
+}
+
 /// Runs the benchmark and prints/writes the reports.
 pub fn run(o: &Options) -> io::Result<()> {
+    // Every process of the benchmark (peers included: they inherit it) may use the
+    // whole fd limit, as `ferry serve` does.
+    let fd_limit = crate::fd_budget::raise_soft_limit();
+    if o.scenarios.contains(&Scenario::Connections) {
+        let most = idle::most_idle(fd_limit);
+        if let Some(&n) = o.idle.iter().find(|&&n| n > most) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "--idle {n}: the fd limit ({fd_limit}, hard) holds at most {most} idle \
+                     connections here (this process holds one fd for each, a proxy two); \
+                     raise the hard limit (ulimit -Hn, as root) for more"
+                ),
+            ));
+        }
+    }
     // Outputs are checked before any work: a bad path fails in a second, not after
     // minutes, and names the flag.
     if let Some(p) = &o.json {
@@ -232,6 +270,10 @@ pub fn run(o: &Options) -> io::Result<()> {
     let mut progress = progress::Progress::new(steps * (runs + 1));
     let mut http_servers: Option<http::Servers> = None;
     let mut proxies: Option<tcp_proxy::Proxies> = None;
+    let mut idle_subjects: Option<idle::Subjects> = None;
+    let mut idle_rows = Vec::new();
+    let mut idle_summaries = Vec::new();
+    let mut idle_legend = false;
     let http_secs = if o.quick { 1 } else { 2 };
     let mut results: Vec<(Case, BTreeMap<Method, MethodOutcome>)> = Vec::new();
     let mut summaries = Vec::new();
@@ -252,6 +294,43 @@ pub fn run(o: &Options) -> io::Result<()> {
             }
             files.get(&case.size).cloned()
         };
+        if case.scenario == Scenario::Connections {
+            let (path, sum) = data.as_ref().expect("data");
+            let most = cases
+                .iter()
+                .filter(|c| c.scenario == Scenario::Connections)
+                .map(|c| c.connections)
+                .max()
+                .unwrap_or(case.connections);
+            if idle_subjects.is_none() {
+                progress.note("starting nginx, HAProxy, ferry serve and ferry proxy");
+                idle_subjects = Some(idle::Subjects::start(dir.path(), o.pin, most));
+            }
+            let subjects = idle_subjects.as_ref().expect("started");
+            let body = std::fs::read(path)?;
+            let run = idle_case::IdleCase {
+                case,
+                subjects,
+                body: &body,
+                want: *sum,
+                runs,
+                secs: http_secs,
+            };
+            let rows = run.run(&o.methods, &mut progress)?;
+            progress.suspend(|| {
+                if !idle_legend {
+                    idle_report::print_legend();
+                    idle_legend = true;
+                }
+                idle_report::print(&rows.rows, case.connections, runs);
+                for (m, why) in &rows.skipped {
+                    println!("  {:<12} {why}", m.name());
+                }
+            });
+            idle_rows.extend(idle_report::json_rows(&rows.rows));
+            idle_summaries.extend(rows.rows);
+            continue;
+        }
         if case.scenario == Scenario::TcpProxy && proxies.is_none() {
             progress.note("starting the origins of tcp-proxy");
             proxies = Some(tcp_proxy::Proxies::start(dir.path(), o.pin)?);
@@ -346,6 +425,7 @@ pub fn run(o: &Options) -> io::Result<()> {
                         http_secs,
                         expect,
                     ),
+                    Scenario::Connections => unreachable!("run above"),
                     Scenario::RequestResponse => rr::request_response(
                         m,
                         &data.as_ref().expect("data").0,
@@ -392,11 +472,13 @@ pub fn run(o: &Options) -> io::Result<()> {
     progress.finish();
     drop(http_servers);
     drop(proxies);
+    drop(idle_subjects);
     table::print_summary(&summaries, &cases);
+    idle_report::print_summary(&idle_summaries);
     // The two outputs are independent: one failing does not skip the other.
     let mut failed = Vec::new();
     if let Some(path) = &o.json {
-        match report::write_json(path, ctx.json(), &summaries, &results) {
+        match report::write_json(path, ctx.json(), &summaries, &results, idle_rows) {
             Ok(()) => println!("wrote {}", path.display()),
             Err(e) => failed.push(format!("--json {}: {e}", path.display())),
         }

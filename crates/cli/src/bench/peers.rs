@@ -69,15 +69,18 @@ pub fn wait_listening(child: &mut Child, addr: SocketAddr, log: Option<&Path>) -
 }
 
 /// One nginx process (`master_process off`: the process that serves is the one we
-/// measure) with the fair configuration; `tcp_nopush` on or off.
-pub fn start_nginx(bin: &Path, root: &Path, cpu: Option<usize>, nopush: bool) -> io::Result<Peer> {
-    let prefix = root.join(if nopush {
-        ".nginx"
-    } else {
-        ".nginx-nopush-off"
-    });
-    std::fs::create_dir_all(prefix.join("logs"))?;
+/// measure) with the fair configuration; `tcp_nopush` on or off; `worker_connections`
+/// as given (what an operator sets for that many connections).
+pub fn start_nginx(
+    bin: &Path,
+    root: &Path,
+    cpu: Option<usize>,
+    nopush: bool,
+    worker_connections: usize,
+) -> io::Result<Peer> {
     let port = free_port()?;
+    let prefix = root.join(format!(".nginx-{port}"));
+    std::fs::create_dir_all(prefix.join("logs"))?;
     let conf = prefix.join("nginx.conf");
     let (r, p) = (root.display(), prefix.display());
     std::fs::write(
@@ -86,7 +89,7 @@ pub fn start_nginx(bin: &Path, root: &Path, cpu: Option<usize>, nopush: bool) ->
             "# written by ferry bench: the fair configuration of docs/benchmarks.md\n\
              worker_processes 1;\nmaster_process off;\ndaemon off;\n\
              error_log {p}/logs/error.log warn;\npid {p}/nginx.pid;\n\
-             events {{ worker_connections 8192; }}\n\
+             events {{ worker_connections {worker_connections}; }}\n\
              http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush {};\n  tcp_nodelay on;\n\
                keepalive_timeout 65;\n  keepalive_requests 100000000;\n\
                open_file_cache max=1000 inactive=60s;\n  open_file_cache_valid 60s;\n\
@@ -146,10 +149,15 @@ pub fn start_ferry(
     Ok(Peer { child, addr, name })
 }
 
-/// `ferry serve --threads 1` of `root` (this very binary).
-pub fn start_ferry_serve(root: &Path, cpu: Option<usize>, name: &'static str) -> io::Result<Peer> {
+/// `ferry serve --threads 1` of `root` (this very binary), with `extra` arguments.
+pub fn start_ferry_serve(
+    root: &Path,
+    cpu: Option<usize>,
+    name: &'static str,
+    extra: &[&str],
+) -> io::Result<Peer> {
     let exe = std::env::current_exe()?;
-    let args: [&OsStr; 7] = [
+    let mut args: Vec<&OsStr> = vec![
         "serve".as_ref(),
         "--listen".as_ref(),
         "127.0.0.1:0".as_ref(),
@@ -158,7 +166,30 @@ pub fn start_ferry_serve(root: &Path, cpu: Option<usize>, name: &'static str) ->
         "--root".as_ref(),
         root.as_os_str(),
     ];
+    args.extend(extra.iter().map(OsStr::new));
     start_ferry(&exe, &args, cpu, name)
+}
+
+/// `ferry proxy --threads 1` in front of `origin` (this very binary), with `extra`
+/// arguments.
+pub fn start_ferry_proxy(
+    origin: SocketAddr,
+    cpu: Option<usize>,
+    extra: &[&str],
+) -> io::Result<Peer> {
+    let exe = std::env::current_exe()?;
+    let backend = origin.to_string();
+    let mut args: Vec<&OsStr> = vec![
+        "proxy".as_ref(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--threads".as_ref(),
+        "1".as_ref(),
+        "--backend".as_ref(),
+        backend.as_ref(),
+    ];
+    args.extend(extra.iter().map(OsStr::new));
+    start_ferry(&exe, &args, cpu, "ferry proxy")
 }
 
 /// One GET on a fresh connection to `addr`: 200, Content-Length = size, every byte as

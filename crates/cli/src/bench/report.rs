@@ -50,6 +50,7 @@ pub fn write_json(
     machine: Value,
     sums: &[Summary],
     results: &[(Case, BTreeMap<Method, MethodOutcome>)],
+    connections: Vec<Value>,
 ) -> io::Result<()> {
     let rows: Vec<Value> = sums
         .iter()
@@ -100,7 +101,7 @@ pub fn write_json(
         })
         .collect();
     m["not_run"] = json!(skipped);
-    let doc = json!({ "version": 1, "machine": m, "results": rows });
+    let doc = json!({ "version": 1, "machine": m, "results": rows, "connections": connections });
     std::fs::write(
         path,
         serde_json::to_string_pretty(&doc).map_err(io::Error::other)? + "\n",

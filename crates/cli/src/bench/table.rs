@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::common::Method;
+use super::common::{Method, Scenario};
 use super::stats::{baseline, Summary, Verdict};
 use super::{Case, MethodOutcome};
 
@@ -21,6 +21,7 @@ pub fn size_name(b: u64) -> String {
 
 pub fn case_name(c: &Case) -> String {
     match c.scenario {
+        Scenario::Connections => format!("connections {} idle", c.connections),
         _ if c.per_request() => format!(
             "{} {} x{}",
             c.scenario.name(),
@@ -170,7 +171,8 @@ pub fn print_case(
 /// One line per case: ferry's best method against the baseline.
 pub fn print_summary(all: &[Summary], cases: &[Case]) {
     println!("\nSummary: ferry's best method per case, against that case's baseline");
-    for c in cases {
+    // The connections scenario has its own lines (idle_report::print_summary).
+    for c in cases.iter().filter(|c| c.scenario != Scenario::Connections) {
         let rows: Vec<&Summary> = all.iter().filter(|s| s.case == *c).collect();
         let base = rows.iter().find(|s| s.verdict == Some(Verdict::Baseline));
         let best = rows

@@ -14,7 +14,6 @@
 //! CPU 1. The untimed first run checks every byte that came through.
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -43,9 +42,9 @@ impl Proxies {
         let bulk_origin = bulk_origin()?;
         let origin_cpu = pin.then_some(1);
         let http_origin = match peers::find("nginx") {
-            Some(bin) => peers::start_nginx(&bin, dir, origin_cpu, false)
+            Some(bin) => peers::start_nginx(&bin, dir, origin_cpu, false, 8192)
                 .map_err(|e| format!("the nginx origin did not start: {e}")),
-            None => peers::start_ferry_serve(dir, origin_cpu, "ferry serve (origin)")
+            None => peers::start_ferry_serve(dir, origin_cpu, "ferry serve (origin)", &[])
                 .map_err(|e| format!("the ferry serve origin did not start: {e}")),
         };
         Ok(Proxies {
@@ -93,44 +92,17 @@ impl Proxies {
     fn start_front(&self, m: Method, origin: SocketAddr) -> io::Result<Peer> {
         let cpu = self.pin.then_some(0);
         match m {
-            Method::FerryProxy => {
-                let exe = std::env::current_exe()?;
-                let backend = origin.to_string();
-                let args: [&OsStr; 7] = [
-                    "proxy".as_ref(),
-                    "--listen".as_ref(),
-                    "127.0.0.1:0".as_ref(),
-                    "--threads".as_ref(),
-                    "1".as_ref(),
-                    "--backend".as_ref(),
-                    backend.as_ref(),
-                ];
-                peers::start_ferry(&exe, &args, cpu, "ferry proxy")
-            }
+            Method::FerryProxy => peers::start_ferry_proxy(origin, cpu, &[]),
             _ => {
                 let bin = self.haproxy.as_ref().map_err(|e| fail(e.clone()))?;
-                let port = peers::free_port()?;
-                let tuned = m == Method::HaproxySplice;
-                let cfg = self.dir.join(format!(".haproxy-{}-{port}.cfg", m.name()));
-                std::fs::write(&cfg, haproxy_config(port, origin, tuned))?;
-                let mut child = peers::command(bin, cpu)
-                    .args(["-db", "-f"])
-                    .arg(&cfg)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()?;
-                let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-                peers::wait_listening(&mut child, addr, None)?;
-                Ok(Peer {
-                    child,
-                    addr,
-                    name: if tuned {
-                        "haproxy (splice, 1 MiB pipes)"
-                    } else {
-                        "haproxy (splice-auto)"
-                    },
-                })
+                start_haproxy(
+                    bin,
+                    &self.dir,
+                    cpu,
+                    origin,
+                    m == Method::HaproxySplice,
+                    4096,
+                )
             }
         }
     }
@@ -163,8 +135,40 @@ impl Proxies {
     }
 }
 
-/// HAProxy in TCP mode, one thread; splice-auto, or splice both ways with 1 MiB pipes.
-fn haproxy_config(port: u16, origin: SocketAddr, tuned: bool) -> String {
+/// HAProxy in TCP mode, one thread, in front of `origin`: splice-auto, or (`tuned`)
+/// splice both ways with 1 MiB pipes; `maxconn` as given. Its config goes in `dir`.
+pub fn start_haproxy(
+    bin: &Path,
+    dir: &Path,
+    cpu: Option<usize>,
+    origin: SocketAddr,
+    tuned: bool,
+    maxconn: usize,
+) -> io::Result<Peer> {
+    let port = peers::free_port()?;
+    let cfg = dir.join(format!(".haproxy-{port}.cfg"));
+    std::fs::write(&cfg, haproxy_config(port, origin, tuned, maxconn))?;
+    let mut child = peers::command(bin, cpu)
+        .args(["-db", "-f"])
+        .arg(&cfg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    peers::wait_listening(&mut child, addr, None)?;
+    Ok(Peer {
+        child,
+        addr,
+        name: if tuned {
+            "haproxy (splice, 1 MiB pipes)"
+        } else {
+            "haproxy (splice-auto)"
+        },
+    })
+}
+
+fn haproxy_config(port: u16, origin: SocketAddr, tuned: bool, maxconn: usize) -> String {
     let (tune, splice) = if tuned {
         (
             "  tune.pipesize 1048576\n",
@@ -175,7 +179,7 @@ fn haproxy_config(port: u16, origin: SocketAddr, tuned: bool) -> String {
     };
     format!(
         "# written by ferry bench: docs/benchmarks.md, tcp-proxy\n\
-         global\n  nbthread 1\n  maxconn 4096\n{tune}\
+         global\n  nbthread 1\n  maxconn {maxconn}\n{tune}\
          defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n{splice}\
          frontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n\
          backend be\n  server origin {origin}\n"
