@@ -68,6 +68,26 @@ fn traversal_and_encoding_tricks_get_400() {
 }
 
 #[test]
+fn a_directory_redirect_never_leaves_this_host() {
+    let srv = Server::start(site, &[]);
+    for (target, want) in [
+        // The target as it arrived would make `Location: //evil.com/..%2fsub/`, which a
+        // browser follows to http://evil.com/.
+        ("//evil.com/..%2fsub", "/sub/"),
+        ("//evil.com/../sub", "/sub/"),
+        ("/%2f%2fevil.com/..%2fsub", "/sub/"),
+        ("http://h//evil.com/..//sub?q=1", "/sub/?q=1"),
+        ("/./sub", "/sub/"),
+    ] {
+        let r = srv.get(&format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert_eq!(r.status, 301, "{target}");
+        let location = r.header("location").unwrap_or_default();
+        assert_eq!(location, want, "{target}");
+        assert!(!location.starts_with("//") && !location.contains("://"));
+    }
+}
+
+#[test]
 fn symlinks_out_of_the_root_are_refused_inner_ones_follow_the_kernel_check() {
     let srv = Server::start(site, &[]);
     for target in ["/abs-link", "/sub/rel-link"] {

@@ -34,7 +34,7 @@ impl Servers {
             .ok_or_else(|| "not run: wrk not installed (scripts/install-peers.sh)".to_string());
         let nginx = |nopush: bool| match peers::find("nginx") {
             None => Err("not run: nginx not installed (scripts/install-peers.sh)".to_string()),
-            Some(bin) => peers::start_nginx(&bin, root, server_cpu, nopush, 8192)
+            Some(bin) => peers::start_nginx(&bin, root, server_cpu, nopush, 8192, 65)
                 .map_err(|e| format!("nginx did not start: {e}")),
         };
         let ferry = peers::start_ferry_serve(root, server_cpu, "ferry serve", &[])

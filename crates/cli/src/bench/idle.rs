@@ -35,6 +35,10 @@ pub const ACTIVE_SIZE: u64 = 4096;
 pub const ACTIVE_CONNECTIONS: usize = 64;
 /// Every this many idle clients ask again after the active load.
 const RECHECK_EVERY: usize = 50;
+/// Idle timeouts of every subject and the origin: opening 50 000 connections on a slow
+/// machine takes longer than the usual 60 s, and a client closed for idling is not
+/// what is measured here.
+const IDLE_SECS: u64 = 3600;
 
 /// The four processes under test and the proxies' origin; a process that cannot run
 /// is the reason why.
@@ -77,9 +81,10 @@ impl Subjects {
         let origin_cpu = pin.then_some(1);
         let room = most + 1024;
         let limit = room.to_string();
+        let idle_secs = IDLE_SECS.to_string();
         let nginx = |cpu| match peers::find("nginx") {
             None => Err("not run: nginx not installed (scripts/install-peers.sh)".to_string()),
-            Some(bin) => peers::start_nginx(&bin, root, cpu, true, room)
+            Some(bin) => peers::start_nginx(&bin, root, cpu, true, room, IDLE_SECS)
                 .map_err(|e| format!("nginx did not start: {e}")),
         };
         let origin = match peers::find("nginx") {
@@ -88,7 +93,7 @@ impl Subjects {
                 root,
                 origin_cpu,
                 "ferry serve (origin)",
-                &["--max-connections", &limit],
+                &["--max-connections", &limit, "--idle-timeout", &idle_secs],
             )
             .map_err(|e| format!("ferry serve (origin) did not start: {e}")),
         };
@@ -96,13 +101,19 @@ impl Subjects {
         let haproxy = match (peers::find("haproxy"), &origin_addr) {
             (None, _) => Err("not run: haproxy not installed (scripts/install-peers.sh)".into()),
             (_, Err(e)) => Err(format!("no origin: {e}")),
-            (Some(bin), Ok(o)) => start_haproxy(&bin, root, server_cpu, *o, false, room)
-                .map_err(|e| format!("haproxy did not start: {e}")),
+            (Some(bin), Ok(o)) => {
+                start_haproxy(&bin, root, server_cpu, *o, false, (room, IDLE_SECS))
+                    .map_err(|e| format!("haproxy did not start: {e}"))
+            }
         };
         let ferry_proxy = match &origin_addr {
             Err(e) => Err(format!("no origin: {e}")),
-            Ok(o) => peers::start_ferry_proxy(*o, server_cpu, &["--max-connections", &limit])
-                .map_err(|e| format!("ferry proxy did not start: {e}")),
+            Ok(o) => peers::start_ferry_proxy(
+                *o,
+                server_cpu,
+                &["--max-connections", &limit, "--idle-timeout", &idle_secs],
+            )
+            .map_err(|e| format!("ferry proxy did not start: {e}")),
         };
         Subjects {
             nginx: nginx(server_cpu),
@@ -110,7 +121,7 @@ impl Subjects {
                 root,
                 server_cpu,
                 "ferry serve",
-                &["--max-connections", &limit],
+                &["--max-connections", &limit, "--idle-timeout", &idle_secs],
             )
             .map_err(|e| format!("ferry serve did not start: {e}")),
             haproxy,

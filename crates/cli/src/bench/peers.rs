@@ -70,13 +70,15 @@ pub fn wait_listening(child: &mut Child, addr: SocketAddr, log: Option<&Path>) -
 
 /// One nginx process (`master_process off`: the process that serves is the one we
 /// measure) with the fair configuration; `tcp_nopush` on or off; `worker_connections`
-/// as given (what an operator sets for that many connections).
+/// and `keepalive_timeout` as given (what an operator sets for that many connections
+/// held that long).
 pub fn start_nginx(
     bin: &Path,
     root: &Path,
     cpu: Option<usize>,
     nopush: bool,
     worker_connections: usize,
+    keepalive_secs: u64,
 ) -> io::Result<Peer> {
     let port = free_port()?;
     let prefix = root.join(format!(".nginx-{port}"));
@@ -91,7 +93,7 @@ pub fn start_nginx(
              error_log {p}/logs/error.log warn;\npid {p}/nginx.pid;\n\
              events {{ worker_connections {worker_connections}; }}\n\
              http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush {};\n  tcp_nodelay on;\n\
-               keepalive_timeout 65;\n  keepalive_requests 100000000;\n\
+               keepalive_timeout {keepalive_secs};\n  keepalive_requests 100000000;\n\
                open_file_cache max=1000 inactive=60s;\n  open_file_cache_valid 60s;\n\
                open_file_cache_errors on;\n  default_type application/octet-stream;\n\
                client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n\

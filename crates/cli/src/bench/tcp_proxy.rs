@@ -42,7 +42,7 @@ impl Proxies {
         let bulk_origin = bulk_origin()?;
         let origin_cpu = pin.then_some(1);
         let http_origin = match peers::find("nginx") {
-            Some(bin) => peers::start_nginx(&bin, dir, origin_cpu, false, 8192)
+            Some(bin) => peers::start_nginx(&bin, dir, origin_cpu, false, 8192, 65)
                 .map_err(|e| format!("the nginx origin did not start: {e}")),
             None => peers::start_ferry_serve(dir, origin_cpu, "ferry serve (origin)", &[])
                 .map_err(|e| format!("the ferry serve origin did not start: {e}")),
@@ -101,7 +101,7 @@ impl Proxies {
                     cpu,
                     origin,
                     m == Method::HaproxySplice,
-                    4096,
+                    (4096, 60),
                 )
             }
         }
@@ -136,18 +136,22 @@ impl Proxies {
 }
 
 /// HAProxy in TCP mode, one thread, in front of `origin`: splice-auto, or (`tuned`)
-/// splice both ways with 1 MiB pipes; `maxconn` as given. Its config goes in `dir`.
+/// splice both ways with 1 MiB pipes; `maxconn` and the client/server idle timeouts
+/// as given. Its config goes in `dir`.
 pub fn start_haproxy(
     bin: &Path,
     dir: &Path,
     cpu: Option<usize>,
     origin: SocketAddr,
     tuned: bool,
-    maxconn: usize,
+    (maxconn, idle_secs): (usize, u64),
 ) -> io::Result<Peer> {
     let port = peers::free_port()?;
     let cfg = dir.join(format!(".haproxy-{port}.cfg"));
-    std::fs::write(&cfg, haproxy_config(port, origin, tuned, maxconn))?;
+    std::fs::write(
+        &cfg,
+        haproxy_config(port, origin, tuned, (maxconn, idle_secs)),
+    )?;
     let mut child = peers::command(bin, cpu)
         .args(["-db", "-f"])
         .arg(&cfg)
@@ -168,7 +172,12 @@ pub fn start_haproxy(
     })
 }
 
-fn haproxy_config(port: u16, origin: SocketAddr, tuned: bool, maxconn: usize) -> String {
+fn haproxy_config(
+    port: u16,
+    origin: SocketAddr,
+    tuned: bool,
+    (maxconn, idle_secs): (usize, u64),
+) -> String {
     let (tune, splice) = if tuned {
         (
             "  tune.pipesize 1048576\n",
@@ -180,7 +189,7 @@ fn haproxy_config(port: u16, origin: SocketAddr, tuned: bool, maxconn: usize) ->
     format!(
         "# written by ferry bench: docs/benchmarks.md, tcp-proxy\n\
          global\n  nbthread 1\n  maxconn {maxconn}\n{tune}\
-         defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n{splice}\
+         defaults\n  mode tcp\n  timeout connect 5s\n  timeout client {idle_secs}s\n  timeout server {idle_secs}s\n{splice}\
          frontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n\
          backend be\n  server origin {origin}\n"
     )

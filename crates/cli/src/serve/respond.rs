@@ -351,7 +351,7 @@ pub fn error(status: u16, date: &str, keep_alive: bool) -> Response {
 
 fn redirect(target: &Target, date: &str, keep_alive: bool) -> Response {
     let mut r = error(301, date, keep_alive);
-    let mut location = format!("Location: {}/", target.raw_path);
+    let mut location = format!("Location: {}/", target.path());
     if let Some(q) = &target.query {
         location.push('?');
         location.push_str(q);

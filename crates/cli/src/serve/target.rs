@@ -2,7 +2,7 @@
 //! (`.`/`..`, repeated slashes), then check. Anything that could name a file outside the
 //! root, or that a file system would read differently from us, is refused (400).
 
-use percent_encoding::percent_decode;
+use percent_encoding::{percent_decode, percent_encode, AsciiSet, CONTROLS};
 
 /// A request target reduced to a path relative to the served root.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,16 +11,45 @@ pub struct Target {
     pub components: Vec<Vec<u8>>,
     /// The decoded path ended with `/` (a directory was asked for).
     pub trailing_slash: bool,
-    /// The path as it arrived (still encoded), for a redirect's `Location`.
-    pub raw_path: String,
     /// The query, without `?`, as it arrived (kept for a redirect's `Location`).
     pub query: Option<String>,
 }
+
+/// Bytes escaped in a path segment of a `Location` we write: controls, non-ASCII,
+/// the separators and delimiters of a URI, and `%` itself.
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'\\')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
 
 impl Target {
     /// The relative path bytes (`a/b/c`), empty for the root itself.
     pub fn relative(&self) -> Vec<u8> {
         self.components.join(&b'/')
+    }
+
+    /// The normalised path as an absolute path (`/a/b%20c`), every segment escaped: what
+    /// a redirect may point at. Built from the components (never empty), it cannot start
+    /// with `//` or a scheme, so it never leaves this host — the target as it arrived
+    /// could (`//evil.example/..%2fdir` → `Location: //evil.example/…`).
+    pub fn path(&self) -> String {
+        let mut out = String::from("/");
+        for (i, c) in self.components.iter().enumerate() {
+            if i > 0 {
+                out.push('/');
+            }
+            out.extend(percent_encode(c, SEGMENT));
+        }
+        out
     }
 }
 
@@ -76,7 +105,6 @@ pub fn parse(target: &str) -> Result<Target, BadTarget> {
     Ok(Target {
         components,
         trailing_slash,
-        raw_path: path.to_owned(),
         query,
     })
 }
@@ -123,6 +151,27 @@ mod tests {
 
     fn rel(t: &str) -> Result<(String, bool), BadTarget> {
         parse(t).map(|t| (String::from_utf8(t.relative()).unwrap(), t.trailing_slash))
+    }
+
+    #[test]
+    fn redirect_paths_are_normalised_and_stay_on_this_host() {
+        let path = |t: &str| parse(t).unwrap().path();
+        assert_eq!(path("//evil.com/..%2fsub"), "/sub");
+        assert_eq!(path("///evil.com/../sub"), "/sub");
+        assert_eq!(path("/a%20b/c%3Fd%23e"), "/a%20b/c%3Fd%23e");
+        assert_eq!(path("/%C3%A9t%C3%A9"), "/%C3%A9t%C3%A9");
+        assert_eq!(path("/x/%2e%2e/y"), "/y");
+        assert_eq!(path("/"), "/");
+        for t in [
+            "//a",
+            "//a/b",
+            "/%2f%2fa",
+            "http://h//x",
+            "/./x/../%2F%2Fevil",
+        ] {
+            let p = path(t);
+            assert!(!p.starts_with("//") && !p.contains(':'), "{t} → {p}");
+        }
     }
 
     #[test]
