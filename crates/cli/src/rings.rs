@@ -134,13 +134,22 @@ impl Rings {
 }
 
 /// `n` listeners bound to `addr`; port 0 picks a free port, shared by all of them.
+///
+/// `SO_REUSEPORT` lets this process's threads each have a listener on one port, but it
+/// would also let any other process of the same user join the group and take a share of
+/// the connections — a second `ferry serve` started by mistake on a port already served
+/// would run silently beside the first. So the port is claimed first: a socket *without*
+/// `SO_REUSEPORT` binds only where nothing else is bound or listening (`SO_REUSEADDR`
+/// only passes over connections in TIME_WAIT), and an error there is the operator's
+/// "address already in use", as nginx says it. Once the group is bound, a later probe of
+/// another ferry fails the same way against it.
 fn reuseport_listeners(
     addr: SocketAddr,
     congestion: Option<&Congestion>,
     n: usize,
 ) -> io::Result<(Vec<TcpListener>, SocketAddr)> {
+    let bound = claim(addr)?;
     let mut out = Vec::with_capacity(n);
-    let mut bound = addr;
     for _ in 0..n.max(1) {
         let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         s.set_reuse_address(true)?;
@@ -148,16 +157,30 @@ fn reuseport_listeners(
         if let Some(c) = congestion {
             c.apply(&s)?;
         }
-        s.bind(&bound.into())
-            .map_err(|e| io::Error::new(e.kind(), format!("--listen {addr}: {e}")))?;
+        s.bind(&bound.into()).map_err(|e| in_use(addr, e))?;
         s.listen(4096)?;
-        if bound.port() == 0 {
-            bound = s
-                .local_addr()?
-                .as_socket()
-                .ok_or_else(|| io::Error::other("listener has no socket address"))?;
-        }
         out.push(TcpListener::from(s));
     }
     Ok((out, bound))
+}
+
+/// Binds (and lets go of) a socket without `SO_REUSEPORT` at `addr`: the address the
+/// listeners will use (port 0: a free port the kernel picked), or the reason it is taken.
+fn claim(addr: SocketAddr) -> io::Result<SocketAddr> {
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into()).map_err(|e| in_use(addr, e))?;
+    probe
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| io::Error::other("listener has no socket address"))
+}
+
+fn in_use(addr: SocketAddr, e: io::Error) -> io::Error {
+    let why = if e.kind() == io::ErrorKind::AddrInUse {
+        "address already in use (another process is bound or listening there)".to_string()
+    } else {
+        e.to_string()
+    };
+    io::Error::new(e.kind(), format!("--listen {addr}: {why}"))
 }

@@ -180,3 +180,45 @@ fn connections_past_the_limit_are_closed_at_once() {
     assert!(got.is_empty() && start.elapsed() < Duration::from_secs(2));
     drop(held);
 }
+
+#[test]
+fn a_proxy_pointed_at_itself_is_refused_at_start() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    for (listen, backend) in [
+        (format!("127.0.0.1:{port}"), format!("127.0.0.1:{port}")),
+        (format!("0.0.0.0:{port}"), format!("127.0.0.1:{port}")),
+        (format!("127.0.0.1:{port}"), format!("0.0.0.0:{port}")),
+    ] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["proxy", "--listen", &listen, "--backend", "127.0.0.1:9"])
+            .args(["--backend", &backend])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if t0.elapsed() > Duration::from_secs(5) {
+                let _ = child.kill();
+                panic!("{listen} → {backend}: the proxy started and runs");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{listen} → {backend} started");
+        assert!(
+            err.contains(&format!("--backend {backend}")) && err.contains("own --listen"),
+            "{err}"
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "it printed a ready line: {:?}",
+            out.stdout
+        );
+    }
+}

@@ -1,11 +1,13 @@
 //! `ferry proxy`: a TCP (layer 4) reverse proxy, one `LocalEngine` ring per thread;
 //! each client is joined to a backend (round robin) by the engine's two-way proxy.
 //! Layout: `backends` (round robin, down marks), `proxy_protocol` (the optional
-//! PROXY header), `worker` (the ring loop); threads and listeners from `crate::rings`.
+//! PROXY header), `self_loop` (a backend that is the proxy itself is refused), `worker`
+//! (the ring loop); threads and listeners from `crate::rings`.
 //! See docs/proxy.md.
 
 mod backends;
 mod proxy_protocol;
+mod self_loop;
 mod worker;
 
 use std::io;
@@ -69,6 +71,7 @@ fn parse_secs(s: &str) -> Result<f64, String> {
 
 /// Runs the proxy until SIGINT/SIGTERM; returns once every thread has finished.
 pub fn run(args: ProxyArgs) -> io::Result<()> {
+    self_loop::refuse_self(args.listen, &args.backends)?;
     let threads = rings::thread_count(args.threads);
     let budget = FdBudget::take();
     let derived = budget.connections(threads, 0, FDS_PER_PAIR);
