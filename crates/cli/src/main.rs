@@ -8,6 +8,7 @@ mod fd_budget;
 mod proxy;
 mod rings;
 mod serve;
+mod signals;
 mod sys;
 mod tables;
 
@@ -58,8 +59,10 @@ enum Command {
     /// index.html for a directory (403 without one), keep-alive and pipelining.
     /// `..` above the root, %00, backslashes → 400; files are opened with
     /// openat2(RESOLVE_BENEATH) so a symlink leading outside the root is refused (403).
-    /// Prints "listening on http://IP:PORT" when ready; SIGINT/SIGTERM stop accepting,
-    /// let responses in flight finish (--grace) and exit 0.
+    /// Prints "listening on http://IP:PORT" when ready; SIGINT/SIGTERM/SIGQUIT stop
+    /// accepting, let responses in flight finish (--grace) and exit 0 (a second one: at
+    /// once); SIGUSR1 and SIGHUP reopen the access log. A port already in use by another
+    /// process is refused. docs/operations.md.
     #[command(verbatim_doc_comment)]
     Serve(serve::ServeArgs),
     /// A TCP reverse proxy on io_uring rings: splices both ways between each client and
@@ -69,8 +72,9 @@ enum Command {
     /// skipped for 2 s; when none accepts, the client is closed). Bytes flow both ways
     /// unchanged until both directions ended; EOF on one side half-closes the other;
     /// a reset or error on one side resets the other. Prints "listening on IP:PORT"
-    /// when ready; SIGINT/SIGTERM stop accepting, let live pairs go on for --grace
-    /// seconds, then cut them, and exit 0.
+    /// when ready; SIGINT/SIGTERM/SIGQUIT stop accepting, let live pairs go on for
+    /// --grace seconds, then cut them, and exit 0 (a second one: at once). A backend that
+    /// is the proxy's own listener, or a port already in use, is refused.
     #[command(verbatim_doc_comment)]
     Proxy(proxy::ProxyArgs),
 }

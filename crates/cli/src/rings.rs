@@ -50,9 +50,7 @@ impl Rings {
         W: FnOnce(LocalEngine, TcpListener, Arc<AtomicBool>) -> io::Result<()> + Send + 'static,
     {
         let stop = Arc::new(AtomicBool::new(false));
-        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            signal_hook::flag::register(sig, stop.clone())?;
-        }
+        crate::signals::install(name, &stop)?;
         let (listeners, addr) = reuseport_listeners(listen, congestion, threads)?;
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let mut handles = Vec::new();

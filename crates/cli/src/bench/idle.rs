@@ -15,7 +15,7 @@
 //!
 //! Subjects run interleaved, run by run. Each gets the configuration an operator
 //! would write for N connections: nginx `worker_connections`, HAProxy `maxconn`, ferry
-//! `--max-connections` (N + 1024). The proxies share one origin (nginx where
+//! `--max-connections` (N + N/8 + 1024). The proxies share one origin (nginx where
 //! installed, else `ferry serve`), on CPU 1 under `--pin` like wrk; servers on CPU 0.
 
 use std::io::{self, Read, Write};
@@ -79,7 +79,9 @@ impl Subjects {
     pub fn start(root: &Path, pin: bool, most: usize) -> Subjects {
         let server_cpu = pin.then_some(0);
         let origin_cpu = pin.then_some(1);
-        let room = most + 1024;
+        // nginx starts closing idle keep-alive connections to make room once fewer than
+        // a sixteenth of `worker_connections` are free: the room is N + N/8 + 1024.
+        let room = most + most / 8 + 1024;
         let limit = room.to_string();
         let idle_secs = IDLE_SECS.to_string();
         let nginx = |cpu| match peers::find("nginx") {

@@ -44,7 +44,7 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub max_connections: Option<u64>,
-    /// After SIGINT/SIGTERM, seconds live pairs may go on before they are cut.
+    /// After SIGINT/SIGTERM/SIGQUIT, seconds live pairs may go on before they are cut.
     #[arg(long, default_value_t = 10.0, value_name = "SECS", value_parser = parse_secs)]
     pub grace: f64,
     /// Send a PROXY protocol header (v1 text or v2 binary) to the backend first, so it
@@ -69,7 +69,7 @@ fn parse_secs(s: &str) -> Result<f64, String> {
     }
 }
 
-/// Runs the proxy until SIGINT/SIGTERM; returns once every thread has finished.
+/// Runs the proxy until SIGINT/SIGTERM/SIGQUIT; returns once every thread has finished.
 pub fn run(args: ProxyArgs) -> io::Result<()> {
     self_loop::refuse_self(args.listen, &args.backends)?;
     let threads = rings::thread_count(args.threads);

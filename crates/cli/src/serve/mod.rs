@@ -60,7 +60,7 @@ pub struct ServeArgs {
     /// Seconds a response may go without the client taking a byte.
     #[arg(long, default_value_t = 60.0, value_name = "SECS", value_parser = parse_secs)]
     pub send_timeout: f64,
-    /// After SIGINT/SIGTERM, seconds responses in flight may take before they are cut.
+    /// After SIGINT/SIGTERM/SIGQUIT, seconds responses in flight may take before they are cut.
     #[arg(long, default_value_t = 10.0, value_name = "SECS", value_parser = parse_secs)]
     pub grace: f64,
     /// Files up to this many bytes are kept in memory per thread (while unchanged) and
@@ -89,7 +89,7 @@ fn parse_secs(s: &str) -> Result<f64, String> {
     }
 }
 
-/// Runs the server until SIGINT/SIGTERM; returns once every thread has finished.
+/// Runs the server until SIGINT/SIGTERM/SIGQUIT; returns once every thread has finished.
 pub fn run(args: ServeArgs) -> io::Result<()> {
     let root = Root::open(&args.root)?;
     let threads = rings::thread_count(args.threads);

@@ -83,6 +83,16 @@ impl Server {
         self.proc.stop(within)
     }
 
+    /// Sends `sig` (`USR1`, `TERM` …) to the server.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.proc.child.id().to_string();
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &pid])
+            .status()
+            .expect("kill");
+        assert!(ok.success(), "kill -{sig} {pid}");
+    }
+
     /// The server's open fds by kind: (sockets, files beneath the root, pipes).
     pub fn fds(&self) -> (usize, usize, usize) {
         let (mut sockets, mut files, mut pipes) = (0, 0, 0);

@@ -25,6 +25,12 @@ impl Running {
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .expect("kill");
+        self.wait_exit(within)
+    }
+
+    /// Waits for an exit the test caused (a signal it sent): the status, at most
+    /// `within` from now.
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
         let start = Instant::now();
         loop {
             if let Some(st) = self.child.try_wait().expect("wait") {
