@@ -273,3 +273,71 @@ fn read_to_close_or_response(s: &mut std::net::TcpStream) -> bool {
     let mut buf = [0u8; 12];
     matches!(s.read(&mut buf), Ok(n) if n > 0)
 }
+
+/// A root that may be searched but not listed (mode 711, a common home-directory
+/// setting) serves its readable files, as nginx does: the root is opened `O_PATH`.
+/// Permission bits do not bind root, so when the test runs as root the server runs as
+/// `nobody` (uid 65534, through `setpriv`) from a copy of the binary it can execute.
+#[test]
+fn a_root_that_can_be_searched_but_not_read_serves_its_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let site = tempfile::tempdir().unwrap();
+    let root = site.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("ok.txt"), "ok\n").unwrap();
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o711)).unwrap();
+    std::fs::set_permissions(site.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let is_root = rustix::process::geteuid().is_root();
+    let mut cmd = if is_root {
+        let bin = site.path().join("ferry");
+        std::fs::copy(env!("CARGO_BIN_EXE_ferry"), &bin).unwrap();
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .arg(bin);
+        c
+    } else {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+    };
+    cmd.args([
+        "serve",
+        "--threads",
+        "1",
+        "--listen",
+        "127.0.0.1:0",
+        "--root",
+    ])
+    .arg(&root)
+    .stderr(std::process::Stdio::piped());
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("setpriv (util-linux) runs the server as nobody");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    if line.is_empty() {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "the server did not start on a mode-711 root: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let addr: std::net::SocketAddr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /ok.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut s, false);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!((r.status, &r.body[..]), (200, &b"ok\n"[..]));
+}

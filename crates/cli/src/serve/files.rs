@@ -70,11 +70,14 @@ pub struct Root {
 }
 
 impl Root {
-    /// Opens `path` as the root. Fails when it is not a readable directory.
+    /// Opens `path` as the root. Fails when it is not a directory that can be searched.
+    /// It is opened `O_PATH`: files beneath it are opened through it, which needs only
+    /// search permission (`x`), so a root of mode 711 serves its readable files as
+    /// nginx does; its listing, which would need `r`, is never read.
     pub fn open(path: &std::path::Path) -> io::Result<Root> {
         let dir = rustix::fs::open(
             path,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )
         .map_err(|e| {
@@ -87,7 +90,7 @@ impl Root {
             rustix::fs::openat2(
                 &dir,
                 ".",
-                OFlags::RDONLY | OFlags::CLOEXEC,
+                OFlags::PATH | OFlags::CLOEXEC,
                 Mode::empty(),
                 ResolveFlags::BENEATH,
             ),
