@@ -23,8 +23,6 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -201,16 +199,9 @@ impl FileInfo {
             meta,
             etag: super::conditional::etag(&meta),
             modified: super::conditional::last_modified(&meta),
-            content_type: content_type(rel),
+            content_type: super::mime::content_type(rel),
         }
     }
-}
-
-/// The MIME type for a file name (`application/octet-stream` when unknown).
-pub fn content_type(rel: &[u8]) -> &'static str {
-    mime_guess::from_path(Path::new(std::ffi::OsStr::from_bytes(rel)))
-        .first_raw()
-        .unwrap_or("application/octet-stream")
 }
 
 /// An open regular file from the cache, with its current metadata and, when small and

@@ -13,6 +13,7 @@ mod conditional;
 mod files;
 #[cfg(test)]
 mod fuzz;
+mod mime;
 mod range;
 mod request;
 mod respond;

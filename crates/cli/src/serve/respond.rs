@@ -150,7 +150,9 @@ impl Site {
             };
         }
         let ranges = match &req.range {
-            Some(r) if if_range_holds(req, &meta, tag) => evaluate(r, meta.size),
+            // An empty file has no byte a range could name: the whole (empty) file, 200,
+            // as nginx answers, rather than 416 for every Range.
+            Some(r) if meta.size > 0 && if_range_holds(req, &meta, tag) => evaluate(r, meta.size),
             _ => Ranges::Full,
         };
         let mut head;
