@@ -22,13 +22,16 @@ use worker::{Settings, Worker};
 
 #[derive(clap::Args, Debug)]
 pub struct ProxyArgs {
-    /// Address to listen on; port 0 picks a free port (printed when ready).
-    #[arg(long, value_name = "ADDR")]
+    /// Address to listen on: IP:PORT, [IPv6]:PORT, NAME:PORT (resolved at start), or
+    /// PORT / :PORT for every IPv4 address; port 0 picks a free port (printed when ready).
+    #[arg(long, value_name = "ADDR", value_parser = crate::addr::listen)]
     pub listen: SocketAddr,
     /// A backend to forward to (repeat for several: round robin; one that refuses or
-    /// times out is skipped for 2 s and the client tries the next).
-    #[arg(long = "backend", value_name = "ADDR", required = true)]
-    pub backends: Vec<SocketAddr>,
+    /// times out is skipped for 2 s and the client tries the next). NAME:PORT is
+    /// resolved at start, every address it has becoming a backend, in order.
+    #[arg(long = "backend", value_name = "ADDR", required = true,
+          value_parser = crate::addr::resolve)]
+    pub backends: Vec<Vec<SocketAddr>>,
     /// Proxy threads, each with its own io_uring ring and SO_REUSEPORT listener
     /// (default: the number of CPUs).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
@@ -71,14 +74,15 @@ fn parse_secs(s: &str) -> Result<f64, String> {
 
 /// Runs the proxy until SIGINT/SIGTERM/SIGQUIT; returns once every thread has finished.
 pub fn run(args: ProxyArgs) -> io::Result<()> {
-    self_loop::refuse_self(args.listen, &args.backends)?;
+    let backend_list: Vec<SocketAddr> = args.backends.iter().flatten().copied().collect();
+    self_loop::refuse_self(args.listen, &backend_list)?;
     let threads = rings::thread_count(args.threads);
     let budget = FdBudget::take();
     let derived = budget.connections(threads, 0, FDS_PER_PAIR);
     let max_connections = args.max_connections.unwrap_or(derived);
     warn_over_budget("ferry proxy", max_connections, derived);
     let settings = Settings {
-        backends: args.backends.clone(),
+        backends: backend_list.clone(),
         idle_timeout: Duration::from_secs_f64(args.idle_timeout),
         connect_timeout: Duration::from_secs_f64(args.connect_timeout),
         max_connections: (max_connections as usize).div_ceil(threads),
@@ -98,7 +102,7 @@ pub fn run(args: ProxyArgs) -> io::Result<()> {
             })
         },
     )?;
-    let backends: Vec<String> = args.backends.iter().map(|b| b.to_string()).collect();
+    let backends: Vec<String> = backend_list.iter().map(|b| b.to_string()).collect();
     println!(
         "ferry proxy: listening on {} ({}, backends {}, {}, max connections {})",
         rings.addr,

@@ -40,8 +40,10 @@ pub struct ServeArgs {
     /// outside it, are refused.
     #[arg(long, default_value = ".", value_name = "DIR")]
     pub root: PathBuf,
-    /// Address to listen on; port 0 picks a free port (printed when ready).
-    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    /// Address to listen on: IP:PORT, [IPv6]:PORT, NAME:PORT (resolved at start), or
+    /// PORT / :PORT for every IPv4 address; port 0 picks a free port (printed when ready).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR",
+          value_parser = crate::addr::listen)]
     pub listen: SocketAddr,
     /// Server threads, each with its own io_uring ring and SO_REUSEPORT listener
     /// (default: the number of CPUs).
