@@ -32,6 +32,11 @@ pub struct Acceptor {
     name: &'static str,
     listener: Option<Arc<TcpListener>>,
     op: Option<OpId>,
+    /// The op cancelled by `stop` until its last event: connections it accepted before
+    /// the cancel took effect still arrive, and are the caller's to serve.
+    draining: Option<OpId>,
+    /// The listener while `draining`: its queue is emptied once the op ended (below).
+    closing: Option<Arc<TcpListener>>,
     /// Accepting is paused until then.
     paused_until: Option<Instant>,
     pause: Duration,
@@ -46,10 +51,18 @@ impl Acceptor {
             name,
             listener: Some(Arc::new(listener)),
             op: None,
+            draining: None,
+            closing: None,
             paused_until: None,
             pause: FIRST_PAUSE,
             waiting: VecDeque::new(),
         }
+    }
+
+    /// Stopped, the accept op's last event has come and every connection taken has
+    /// been given out: no connection will arrive any more.
+    pub fn settled(&self) -> bool {
+        self.listener.is_none() && self.draining.is_none() && self.waiting.is_empty()
     }
 
     /// Still accepting (or paused); false once stopped.
@@ -87,6 +100,11 @@ impl Acceptor {
             Ok(fd) => return Some(fd),
             Err(e) => e,
         };
+        if self.draining == Some(op) {
+            self.draining = None; // the cancelled op's last event
+            self.take_queue();
+            return None;
+        }
         if self.op != Some(op) {
             return None; // the end of an op cancelled earlier
         }
@@ -169,14 +187,37 @@ impl Acceptor {
             .map_or(most, |u| u.saturating_duration_since(now).min(most))
     }
 
-    /// Stops accepting for good (cancels the op; closes the listener).
+    /// Stops accepting for good (cancels the op; closes the listener). Connections the
+    /// op accepted before the cancel took effect may still arrive (`on_event` gives
+    /// them), and once its last event came, the connections still in the listen queue
+    /// are taken too (`poll` gives them): serve them all. When the listening socket is
+    /// shared with the next process (socket activation), a connection left behind
+    /// could wait unanswered: the kernel wakes one accept waiter per new connection, and
+    /// the wake-up can go to this ring's accept just as it is being cancelled, while the
+    /// other process's accept sleeps on (seen: one request in ~2000 across restarts,
+    /// stuck until the next connection arrived).
     pub fn stop(&mut self, ring: &mut LocalEngine) {
-        if let Some(op) = self.op.take() {
-            ring.cancel(op);
-        }
-        self.listener = None;
+        self.closing = self.listener.take();
         self.paused_until = None;
-        self.waiting.clear();
+        match self.op.take() {
+            Some(op) => {
+                ring.cancel(op);
+                self.draining = Some(op);
+            }
+            None => self.take_queue(),
+        }
+    }
+
+    /// Accepts what waits in the closing listener's queue (non-blocking, until it is
+    /// empty) into `waiting`, then closes it.
+    fn take_queue(&mut self) {
+        let Some(l) = self.closing.take() else { return };
+        if l.set_nonblocking(true).is_err() {
+            return;
+        }
+        while let Ok((c, _)) = l.accept() {
+            self.waiting.push_back(OwnedFd::from(c));
+        }
     }
 }
 

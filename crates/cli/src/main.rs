@@ -2,6 +2,7 @@
 //! moving bytes on this machine (see docs/benchmarks.md).
 
 mod acceptor;
+mod activation;
 mod addr;
 mod bench;
 mod congestion;

@@ -51,7 +51,10 @@ impl Rings {
     {
         let stop = Arc::new(AtomicBool::new(false));
         crate::signals::install(name, &stop)?;
-        let (listeners, addr) = reuseport_listeners(listen, congestion, threads)?;
+        let (listeners, addr) = match crate::activation::inherited()? {
+            Some(passed) => shared_listeners(passed, congestion, threads)?,
+            None => reuseport_listeners(listen, congestion, threads)?,
+        };
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let mut handles = Vec::new();
         for (i, listener) in listeners.into_iter().enumerate() {
@@ -160,6 +163,27 @@ fn reuseport_listeners(
         out.push(TcpListener::from(s));
     }
     Ok((out, bound))
+}
+
+/// The listeners a service manager passed (`crate::activation`): `--listen` is not
+/// used; thread `i` accepts on passed socket `i mod n` (its own fd of it, so one ring
+/// never closes another's), several threads sharing one accept queue where fewer
+/// sockets than threads were passed. The address is the first socket's.
+fn shared_listeners(
+    passed: Vec<TcpListener>,
+    congestion: Option<&Congestion>,
+    n: usize,
+) -> io::Result<(Vec<TcpListener>, SocketAddr)> {
+    let addr = passed[0].local_addr()?;
+    if let Some(c) = congestion {
+        for l in &passed {
+            c.apply(&Socket::from(l.try_clone()?))?;
+        }
+    }
+    let out = (0..n.max(1))
+        .map(|i| passed[i % passed.len()].try_clone())
+        .collect::<io::Result<Vec<_>>>()?;
+    Ok((out, addr))
 }
 
 /// Binds (and lets go of) a socket without `SO_REUSEPORT` at `addr`: the address the

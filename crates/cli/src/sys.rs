@@ -11,3 +11,19 @@ pub fn trim_heap() {
         libc::malloc_trim(0);
     }
 }
+
+/// Takes ownership of an fd this process inherited (socket activation: fds 3.. that
+/// the service manager passed, named by `LISTEN_FDS`), or `None` when `fd` is not open.
+pub fn take_inherited(fd: std::os::fd::RawFd) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: fcntl(F_GETFD) only reads the descriptor's flags; EBADF tells an unused
+    // number, which is then not touched.
+    let open = unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1;
+    if !open {
+        return None;
+    }
+    // SAFETY: `fd` is open (checked above) and, by the socket-activation protocol the
+    // caller checked (LISTEN_PID is this process), passed to this process for it to own;
+    // nothing else in the process refers to it, so it is owned exactly once here.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}

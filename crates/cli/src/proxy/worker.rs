@@ -108,7 +108,7 @@ impl Worker {
                 self.acceptor.stop(&mut self.ring);
             }
             if let Some(until) = grace_until {
-                if self.pairs.is_empty() {
+                if self.pairs.is_empty() && self.acceptor.settled() {
                     return Ok(());
                 }
                 if now >= until && !cut {
@@ -175,9 +175,8 @@ impl Worker {
     }
 
     fn accepted(&mut self, client: TcpStream, now: Instant) {
-        if !self.acceptor.is_open() {
-            return;
-        }
+        // Accepted while stopping too (before the cancel took effect): proxied in the
+        // grace like the others.
         if self.acceptor.is_paused() {
             // Out of fds: the spare fds are for the pairs already open; this client
             // waits (as it would have in the listen queue).

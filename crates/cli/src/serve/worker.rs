@@ -29,6 +29,9 @@ use crate::acceptor::{self, Acceptor};
 use crate::tables;
 
 const SWEEP: Duration = Duration::from_millis(250);
+/// While stopping, how long a connection that has sent nothing yet may take to send its
+/// first request.
+const FIRST_REQUEST_AT_STOP: Duration = Duration::from_secs(2);
 /// How long a connection closed after an error keeps draining what the client still
 /// sends, so that our answer is not destroyed by a reset (lingering close).
 const LINGER: Duration = Duration::from_secs(2);
@@ -74,6 +77,9 @@ struct Conn {
     lingering: bool,
     /// Close as soon as the op in flight ends.
     doomed: bool,
+    /// A request was answered: while stopping, the connection is closed when idle. One
+    /// that has not sent its first request yet gets [`FIRST_REQUEST_AT_STOP`] for it.
+    served: bool,
 }
 
 pub struct Worker {
@@ -130,7 +136,8 @@ impl Worker {
                 self.begin_stop();
             }
             if let Some(by) = stop_by {
-                if self.conns.is_empty() || Instant::now() >= by {
+                let drained = self.conns.is_empty() && self.acceptor.settled();
+                if drained || Instant::now() >= by {
                     return Ok(());
                 }
             }
@@ -163,10 +170,16 @@ impl Worker {
             .conns
             .iter()
             .filter_map(|(k, c)| match c.pending {
-                Pending::Recv(op) if c.buf.is_empty() || c.lingering => Some((k, op)),
+                Pending::Recv(op) if (c.buf.is_empty() && c.served) || c.lingering => Some((k, op)),
                 _ => None,
             })
             .collect();
+        // A connection still waiting for its first request (the client connected just
+        // before the stop) is given a moment to send it, not closed under it.
+        let soon = self.now + FIRST_REQUEST_AT_STOP;
+        for (_, c) in self.conns.iter_mut().filter(|(_, c)| !c.served) {
+            c.deadline = c.deadline.min(soon);
+        }
         for (k, op) in idle {
             self.conns[k].doomed = true;
             self.ring.cancel(op);
@@ -218,10 +231,9 @@ impl Worker {
         }
     }
 
+    /// A new connection — also while stopping, when the accept op still delivers what
+    /// it took before its cancel: its first request is answered.
     fn accepted(&mut self, sock: TcpStream) {
-        if !self.acceptor.is_open() {
-            return;
-        }
         if self.conns.len() >= self.limits.max_connections {
             // Refused at once: the client sees its connection closed, not a queue.
             acceptor::refused("ferry serve", self.limits.max_connections);
@@ -241,7 +253,12 @@ impl Worker {
             head_started: self.now,
             lingering: false,
             doomed: false,
+            served: false,
         });
+        if self.stop.load(Ordering::Relaxed) {
+            let c = &mut self.conns[k];
+            c.deadline = c.deadline.min(self.now + FIRST_REQUEST_AT_STOP);
+        }
         self.acceptor.admitted();
         self.serve_buffered(k);
     }
@@ -268,7 +285,8 @@ impl Worker {
 
     /// Answers the next complete request in the buffer, or waits for more bytes.
     fn serve_buffered(&mut self, k: usize) {
-        if self.stop.load(Ordering::Relaxed) && self.conns[k].buf.is_empty() {
+        if self.stop.load(Ordering::Relaxed) && self.conns[k].buf.is_empty() && self.conns[k].served
+        {
             return self.close(k);
         }
         let (response, line) = match request::parse(&self.conns[k].buf) {
@@ -279,6 +297,7 @@ impl Worker {
             }
             Parsed::Complete(req, len) => {
                 let c = &mut self.conns[k];
+                c.served = true;
                 c.buf.drain(..len);
                 c.head_started = self.now;
                 let mut r = self.site.respond(&req, self.clock.http(), self.now);
