@@ -107,15 +107,23 @@ impl Rings {
         })
     }
 
-    /// `"N thread(s), backend B, congestion C"` for the ready line.
-    pub fn describe(&self) -> String {
+    /// `"N thread(s)"` for the ready line.
+    pub fn threads_text(&self) -> String {
         format!(
-            "{} thread{}, backend {:?}, congestion {}",
+            "{} thread{}",
             self.threads,
-            if self.threads == 1 { "" } else { "s" },
-            self.backend,
-            self.congestion
+            if self.threads == 1 { "" } else { "s" }
         )
+    }
+
+    /// `"io_uring rings, congestion C"` for the ready line under `-v`: how it runs.
+    pub fn mechanics(&self) -> String {
+        let rings = match self.backend {
+            Backend::IoUring => "io_uring rings",
+            Backend::Blocking => "epoll readiness loops",
+            _ => "rings",
+        };
+        format!("{rings}, congestion {}", self.congestion)
     }
 
     /// Waits for every thread; the first error is the result.

@@ -36,7 +36,7 @@ fn a_bare_port_listens_everywhere_and_a_backend_name_resolves() {
     let root = tempfile::tempdir().unwrap();
     std::fs::write(root.path().join("f.txt"), "hello\n").unwrap();
     let root_arg = root.path().to_str().unwrap();
-    let (_serve, _, origin) = start(&[
+    let (_serve, plain, origin) = start(&[
         "serve",
         "--threads",
         "1",
@@ -46,6 +46,14 @@ fn a_bare_port_listens_everywhere_and_a_backend_name_resolves() {
         root_arg,
     ]);
     assert!(origin.ip().is_unspecified(), "--listen 0 bound {origin}");
+    // Without -v the ready line says what an operator needs, in plain words.
+    assert!(
+        plain.contains("listening on http://") && plain.contains("up to "),
+        "{plain}"
+    );
+    for jargon in ["IoUring", "Blocking", "openat2", "containment", "fd limit"] {
+        assert!(!plain.contains(jargon), "{jargon} in {plain}");
+    }
     assert!(get(origin.port()).ends_with("hello\n"));
 
     let backend = format!("localhost:{}", origin.port());

@@ -156,6 +156,7 @@ fn serve_at_the_fd_limit_pauses_accepting_and_recovers() {
     std::fs::write(root.path().join("hello.txt"), "hello, fds\n").unwrap();
     let args: Vec<String> = [
         "serve",
+        "-v",
         "--listen",
         "127.0.0.1:0",
         "--threads",
@@ -243,6 +244,7 @@ fn proxy_at_the_fd_limit_pauses_accepting_and_recovers() {
     });
     let args: Vec<String> = [
         "proxy",
+        "-v",
         "--listen",
         "127.0.0.1:0",
         "--threads",

@@ -59,6 +59,10 @@ pub struct ProxyArgs {
     /// as bbr costs timers and CPU for nothing: docs/proxy.md, "Congestion control".
     #[arg(long, value_name = "ALG")]
     pub congestion: Option<crate::congestion::Congestion>,
+    /// Say more in the ready line: how pairs are driven (io_uring or the epoll
+    /// fallback), the congestion control, the fd limit.
+    #[arg(short, long)]
+    pub verbose: bool,
 }
 
 /// Fds a pair holds: the client's socket, the backend's, and a pooled pipe pair while
@@ -103,13 +107,16 @@ pub fn run(args: ProxyArgs) -> io::Result<()> {
         },
     )?;
     let backends: Vec<String> = backend_list.iter().map(|b| b.to_string()).collect();
-    println!(
-        "ferry proxy: listening on {} ({}, backends {}, {}, max connections {})",
+    let mut line = format!(
+        "ferry proxy: listening on {} (backends {}, {}, up to {} connections",
         rings.addr,
-        rings.describe(),
         backends.join(", "),
-        budget.describe(),
+        rings.threads_text(),
         max_connections,
     );
+    if args.verbose {
+        line += &format!("; {}, {}", rings.mechanics(), budget.describe());
+    }
+    println!("{line})");
     rings.join()
 }

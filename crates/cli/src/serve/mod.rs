@@ -79,6 +79,11 @@ pub struct ServeArgs {
     /// it matters.
     #[arg(long, value_name = "ALG")]
     pub congestion: Option<crate::congestion::Congestion>,
+    /// Say more in the ready line: how connections are driven (io_uring or the epoll
+    /// fallback), the congestion control, how files are kept beneath the root, the fd
+    /// limit.
+    #[arg(short, long)]
+    pub verbose: bool,
 }
 
 /// Fds a connection holds: its socket and the file it is being sent (files kept open
@@ -130,18 +135,25 @@ pub fn run(args: ServeArgs) -> io::Result<()> {
             })
         },
     )?;
-    println!(
-        "ferry serve: listening on http://{} ({}, root {}, containment {}, {}, max connections {})",
+    let mut line = format!(
+        "ferry serve: listening on http://{} (root {}, {}, up to {} connections",
         rings.addr,
-        rings.describe(),
         args.root.display(),
-        if root.uses_openat2() {
-            "openat2"
-        } else {
-            "component walk"
-        },
-        budget.describe(),
+        rings.threads_text(),
         max_connections,
     );
+    if args.verbose {
+        let containment = if root.uses_openat2() {
+            "openat2(RESOLVE_BENEATH)"
+        } else {
+            "a component walk"
+        };
+        line += &format!(
+            "; {}, files opened by {containment}, {}",
+            rings.mechanics(),
+            budget.describe()
+        );
+    }
+    println!("{line})");
     rings.join()
 }

@@ -23,7 +23,7 @@ pub struct ProxyProc {
 impl ProxyProc {
     pub fn start(backends: &[SocketAddr], flags: &[&str]) -> ProxyProc {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
-        cmd.args(["proxy", "--listen", "127.0.0.1:0"]);
+        cmd.args(["proxy", "-v", "--listen", "127.0.0.1:0"]);
         if !flags.contains(&"--threads") {
             cmd.args(["--threads", "2"]);
         }

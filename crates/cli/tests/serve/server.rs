@@ -16,7 +16,7 @@ pub struct Server {
     pub proc: process::Running,
     pub addr: SocketAddr,
     pub root: tempfile::TempDir,
-    /// What the server printed on its ready line (backend, containment).
+    /// What the server printed on its ready line (`-v`: backend, containment).
     pub banner: String,
 }
 
@@ -26,7 +26,7 @@ impl Server {
         let root = tempfile::tempdir().expect("temp root");
         fill(root.path());
         let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--root"])
+            .args(["serve", "-v", "--listen", "127.0.0.1:0", "--root"])
             .arg(root.path())
             .args(if flags.contains(&"--threads") {
                 &[][..]
