@@ -302,7 +302,9 @@ fn proxy_at_the_fd_limit_pauses_accepting_and_recovers() {
         }
         assert!(
             left.elapsed() < Duration::from_secs(5),
-            "no new pair within 5 s of the clients leaving"
+            "no new pair within 5 s of the clients leaving; proxy fds {}, stderr {:?}",
+            proxy.fds(),
+            proxy.stderr()
         );
     }
     assert!(

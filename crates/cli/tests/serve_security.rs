@@ -1,5 +1,7 @@
 //! `ferry serve`: hostile paths, non-regular files, request limits and slow clients.
 
+#[path = "support/ready.rs"]
+mod ready;
 #[path = "serve/server.rs"]
 mod server;
 
@@ -298,6 +300,7 @@ fn a_root_that_can_be_searched_but_not_read_serves_its_files() {
     } else {
         std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
     };
+    // The server's stderr (why it did not start, if it did not) goes to the test's.
     cmd.args([
         "serve",
         "--threads",
@@ -307,32 +310,8 @@ fn a_root_that_can_be_searched_but_not_read_serves_its_files() {
         "--root",
     ])
     .arg(&root)
-    .stderr(std::process::Stdio::piped());
-    let mut child = cmd
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("setpriv (util-linux) runs the server as nobody");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    if line.is_empty() {
-        let _ = child.kill();
-        let out = child.wait_with_output().unwrap();
-        panic!(
-            "the server did not start on a mode-711 root: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let addr: std::net::SocketAddr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .unwrap()
-        .parse()
-        .unwrap();
+    .stderr(std::process::Stdio::inherit());
+    let (mut child, _, addr) = ready::spawn_ready(cmd);
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.write_all(b"GET /ok.txt HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
