@@ -230,8 +230,15 @@ fn serve_at_the_fd_limit_pauses_accepting_and_recovers() {
 #[test]
 fn proxy_at_the_fd_limit_pauses_accepting_and_recovers() {
     raise_own_limit();
-    // An echo backend, a thread per connection.
-    let backend = TcpListener::bind("127.0.0.1:0").unwrap();
+    // An echo backend, a thread per connection; a listen queue deep enough for every
+    // pair the proxy opens at once (std's 128 could stall its connects).
+    let backend = {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        s.listen(4096).unwrap();
+        TcpListener::from(s)
+    };
     let baddr = backend.local_addr().unwrap();
     std::thread::spawn(move || {
         for s in backend.incoming() {
@@ -252,6 +259,9 @@ fn proxy_at_the_fd_limit_pauses_accepting_and_recovers() {
         "--max-connections",
         "100000",
         "--grace",
+        "1",
+        // A connect that stalls cannot hold a pair (and its fds) past a second.
+        "--connect-timeout",
         "1",
         "--backend",
         &baddr.to_string(),
