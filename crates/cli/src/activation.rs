@@ -47,6 +47,11 @@ pub fn inherited() -> io::Result<Option<Vec<TcpListener>>> {
             )));
         }
         sock.set_cloexec(true)?;
+        // O_NONBLOCK belongs to the open file description, which every process given
+        // the socket shares: one that switched it back to blocking (the engine restores
+        // what it found) would leave another's readiness loop blocked in accept() on a
+        // connection someone else took. Non-blocking once, here, for all of them.
+        sock.set_nonblocking(true)?;
         out.push(TcpListener::from(owned));
     }
     Ok(Some(out))
