@@ -6,8 +6,8 @@
 //! accepting — the connections wait in the listen queue — and starts again when one of
 //! its connections closes or after a back-off (5 ms, doubling to 1 s; reset by the next
 //! connection accepted). While paused nothing spins and nothing is allocated; the
-//! connections already open are served as before. One line a second at most, for the
-//! whole process, says why on stderr. Connections refused over `--max-connections` are
+//! connections already open are served as before. The error log says why (at most one
+//! line a second, `crate::error_log`). Connections refused over `--max-connections` are
 //! counted and reported the same way.
 
 use std::collections::VecDeque;
@@ -15,11 +15,12 @@ use std::io;
 use std::net::TcpListener;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry_engine::{LocalEngine, OpId};
 
+use crate::error_log::{self, Kind, Level};
 use crate::fd_budget;
 
 const FIRST_PAUSE: Duration = Duration::from_millis(5);
@@ -28,8 +29,6 @@ const LONGEST_PAUSE: Duration = Duration::from_secs(1);
 /// One thread's listener and its accept op.
 #[derive(Debug)]
 pub struct Acceptor {
-    /// What the process is called in its log lines (`ferry serve`).
-    name: &'static str,
     listener: Option<Arc<TcpListener>>,
     op: Option<OpId>,
     /// The op cancelled by `stop` until its last event: connections it accepted before
@@ -46,9 +45,8 @@ pub struct Acceptor {
 }
 
 impl Acceptor {
-    pub fn new(name: &'static str, listener: TcpListener) -> Acceptor {
+    pub fn new(listener: TcpListener) -> Acceptor {
         Acceptor {
-            name,
             listener: Some(Arc::new(listener)),
             op: None,
             draining: None,
@@ -122,11 +120,7 @@ impl Acceptor {
     /// Something other than accept ran out (a backend socket's `EMFILE`): pause
     /// accepting as if accept had failed; other errors are none of its business.
     pub fn out_of(&mut self, e: &io::Error, ring: &mut LocalEngine, now: Instant) {
-        if matches!(
-            e.raw_os_error(),
-            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-        ) && self.paused_until.is_none()
-        {
+        if fd_budget::is_exhaustion(e) && self.paused_until.is_none() {
             if let Some(op) = self.op.take() {
                 ring.cancel(op);
             }
@@ -140,14 +134,20 @@ impl Acceptor {
     }
 
     fn pause_for(&mut self, e: &io::Error, call: &str, now: Instant) {
-        if once_a_second(&ACCEPT_LOGGED) {
-            eprintln!(
-                "{}: {call}: {}; accepting paused until connections close (≤ {:?})",
-                self.name,
+        let (level, kind) = if fd_budget::is_exhaustion(e) {
+            (Level::Warn, Kind::AcceptPaused)
+        } else {
+            (Level::Error, Kind::Listener)
+        };
+        error_log::say(
+            level,
+            kind,
+            format_args!(
+                "{call}: {}; accepting paused until connections close (≤ {:?})",
                 fd_budget::explain(e),
                 LONGEST_PAUSE,
-            );
-        }
+            ),
+        );
         // What is open must go on: its files and pipes get the spare fds.
         fd_budget::release_spares();
         self.paused_until = Some(now + self.pause);
@@ -222,52 +222,30 @@ impl Acceptor {
 }
 
 /// A connection refused over `--max-connections` (closed at once by the caller):
-/// counted, and said at most once a second for the whole process.
-pub fn refused(name: &str, max_per_thread: usize) {
+/// counted, and said in the error log (at most once a second).
+pub fn refused(max_per_thread: usize) {
     let n = REFUSED.fetch_add(1, Ordering::Relaxed) + 1;
-    if once_a_second(&REFUSED_LOGGED) {
-        let since = REFUSED_SAID.swap(n, Ordering::Relaxed);
-        eprintln!(
-            "{name}: {} connection(s) refused: at --max-connections ({max_per_thread} per thread); {n} in all",
-            n - since
-        );
-    }
+    error_log::say(
+        Level::Warn,
+        Kind::Refused,
+        format_args!(
+            "connection refused: at --max-connections ({max_per_thread} per thread); {n} refused in all"
+        ),
+    );
 }
 
-static ACCEPT_LOGGED: AtomicU64 = AtomicU64::new(0);
-static REFUSED_LOGGED: AtomicU64 = AtomicU64::new(0);
 static REFUSED: AtomicU64 = AtomicU64::new(0);
-static REFUSED_SAID: AtomicU64 = AtomicU64::new(0);
-
-/// True at most once a second per `slot` (which holds the last second + 1 it said yes).
-fn once_a_second(slot: &AtomicU64) -> bool {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    let second = EPOCH.get_or_init(Instant::now).elapsed().as_secs() + 1;
-    let last = slot.load(Ordering::Relaxed);
-    last < second
-        && slot
-            .compare_exchange(last, second, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn says_yes_once_a_second() {
-        let slot = AtomicU64::new(0);
-        assert!(once_a_second(&slot));
-        assert!(!once_a_second(&slot));
-        assert!(!once_a_second(&slot));
-    }
-
-    #[test]
     fn pauses_grow_to_a_second_reset_on_success_and_end_on_close() {
         let mut ring = LocalEngine::new().unwrap();
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
-        let mut a = Acceptor::new("test", l);
+        let mut a = Acceptor::new(l);
         a.start(&mut ring);
         let op = a.op.expect("accepting");
         let t0 = Instant::now();

@@ -74,12 +74,16 @@ impl FdBudget {
     }
 }
 
-/// Says on stderr when `--max-connections` asks for more than the fd budget holds.
-pub fn warn_over_budget(name: &str, asked: u64, holds: u64) {
+/// Says in the error log when `--max-connections` asks for more than the fd budget holds.
+pub fn warn_over_budget(asked: u64, holds: u64) {
     if asked > holds {
-        eprintln!(
-            "{name}: --max-connections {asked} is more than the fd limit holds (about {holds}); \
-             at the limit accepting pauses until connections close"
+        crate::error_log::say(
+            crate::error_log::Level::Warn,
+            crate::error_log::Kind::Limits,
+            format_args!(
+                "--max-connections {asked} is more than the fd limit holds (about {holds}); \
+                 at the limit accepting pauses until connections close"
+            ),
         );
     }
 }
@@ -171,6 +175,14 @@ pub fn release_spares() {
     if let Ok(mut s) = spares().lock() {
         s.clear();
     }
+}
+
+/// Whether `e` says the process or the system ran out of fds or kernel memory.
+pub fn is_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }
 
 /// `"too many open files (N in use, limit L)"` and the like: what an accept error

@@ -6,7 +6,9 @@ mod activation;
 mod addr;
 mod bench;
 mod congestion;
+mod error_log;
 mod fd_budget;
+mod log_file;
 mod proxy;
 mod rings;
 mod serve;
@@ -187,20 +189,28 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Serve(a) => match serve::run(a) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("ferry serve: {e}");
-                ExitCode::FAILURE
+        Command::Serve(a) => server_exit("ferry serve", serve::run(a)),
+        Command::Proxy(a) => server_exit("ferry proxy", proxy::run(a)),
+    }
+}
+
+/// How `ferry serve`/`ferry proxy` ended: said in the error log, and a failure on
+/// stderr too (where a failed start is looked for).
+fn server_exit(program: &str, result: std::io::Result<()>) -> ExitCode {
+    use error_log::{Kind, Level};
+    error_log::finish();
+    match result {
+        Ok(()) => {
+            error_log::say(Level::Notice, Kind::Lifecycle, "stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            if error_log::is_file() {
+                error_log::say(Level::Error, Kind::Lifecycle, format_args!("exiting: {e}"));
             }
-        },
-        Command::Proxy(a) => match proxy::run(a) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("ferry proxy: {e}");
-                ExitCode::FAILURE
-            }
-        },
+            eprintln!("{program}: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -50,7 +50,7 @@ impl Rings {
         W: FnOnce(LocalEngine, TcpListener, Arc<AtomicBool>) -> io::Result<()> + Send + 'static,
     {
         let stop = Arc::new(AtomicBool::new(false));
-        crate::signals::install(name, &stop)?;
+        crate::signals::install(&stop)?;
         let (listeners, addr) = match crate::activation::inherited()? {
             Some(passed) => shared_listeners(passed, congestion, threads)?,
             None => reuseport_listeners(listen, congestion, threads)?,
@@ -79,7 +79,11 @@ impl Rings {
                     })) {
                         Ok(r) => r,
                         Err(_) => {
-                            eprintln!("a server thread panicked; exiting");
+                            crate::error_log::say(
+                                crate::error_log::Level::Error,
+                                crate::error_log::Kind::Lifecycle,
+                                "a server thread panicked; exiting",
+                            );
                             std::process::exit(101);
                         }
                     }

@@ -1,5 +1,5 @@
 //! `ferry serve` and the signals an nginx operator sends: SIGUSR1 (logrotate's habit)
-//! and SIGHUP reopen the access log, SIGUSR2 does nothing — none of them cuts a response
+//! and SIGHUP reopen the access and error logs, SIGUSR2 does nothing — none of them cuts a response
 //! in flight; SIGQUIT stops gracefully like SIGTERM; a second SIGTERM during the grace
 //! stops at once. Each runs the backend `FERRY_BACKEND` says.
 #![cfg(target_os = "linux")]
@@ -65,10 +65,23 @@ fn logged(file: &Path, needle: &str) -> bool {
 }
 
 #[test]
-fn usr1_and_hup_reopen_the_access_log_and_no_signal_cuts_a_response() {
+fn usr1_and_hup_reopen_the_logs_and_no_signal_cuts_a_response() {
     let logs = tempfile::tempdir().unwrap();
     let log = logs.path().join("access.log");
-    let mut srv = Server::start(site, &["--access-log", log.to_str().unwrap()]);
+    let errors = logs.path().join("error.log");
+    let mut srv = Server::start(
+        site,
+        &[
+            "--access-log",
+            log.to_str().unwrap(),
+            "--error-log",
+            errors.to_str().unwrap(),
+        ],
+    );
+    assert!(logged(
+        &errors,
+        "notice: started: ferry serve: listening on http://"
+    ));
     let (download, first) = start_download(&srv);
 
     get(&srv, "/before-rotation");
@@ -78,7 +91,14 @@ fn usr1_and_hup_reopen_the_access_log_and_no_signal_cuts_a_response() {
         ("HUP", "access.log.2", "/after-hup"),
     ] {
         std::fs::rename(&log, logs.path().join(rotated)).unwrap();
+        let errors_rotated = logs.path().join(format!("error.{rotated}"));
+        std::fs::rename(&errors, &errors_rotated).unwrap();
         signal(&srv, sig);
+        // Said in the file in use when the signal came, which is then reopened.
+        assert!(
+            logged(&errors_rotated, &format!("SIG{sig}: reopening log files")),
+            "SIG{sig}: not said in the error log"
+        );
         std::thread::sleep(Duration::from_millis(600));
         assert!(alive(&mut srv), "SIG{sig} killed the server");
         get(&srv, after);
@@ -93,7 +113,11 @@ fn usr1_and_hup_reopen_the_access_log_and_no_signal_cuts_a_response() {
         );
     }
     signal(&srv, "USR2");
-    std::thread::sleep(Duration::from_millis(300));
+    // Signals are one kind of line, one a second: this one may wait out the second.
+    assert!(
+        logged(&errors, "SIGUSR2: nothing to do (ignored)"),
+        "SIGUSR2 not said in the reopened error log"
+    );
     assert!(alive(&mut srv), "SIGUSR2 killed the server");
     assert_eq!(
         srv.get("GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n").body,

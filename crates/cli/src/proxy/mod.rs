@@ -1,10 +1,12 @@
 //! `ferry proxy`: a TCP (layer 4) reverse proxy, one `LocalEngine` ring per thread;
 //! each client is joined to a backend (round robin) by the engine's two-way proxy.
-//! Layout: `backends` (round robin, down marks), `proxy_protocol` (the optional
-//! PROXY header), `self_loop` (a backend that is the proxy itself is refused), `worker`
-//! (the ring loop); threads and listeners from `crate::rings`.
+//! Layout: `backends` (round robin, down marks shared by the threads), `access_log`
+//! (a line per connection), `proxy_protocol` (the optional PROXY header), `self_loop`
+//! (a backend that is the proxy itself is refused), `worker` (the ring loop); threads
+//! and listeners from `crate::rings`.
 //! See docs/proxy.md.
 
+mod access_log;
 mod backends;
 mod proxy_protocol;
 mod self_loop;
@@ -12,11 +14,14 @@ mod worker;
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ferry_engine::LocalEngine;
 
+use crate::error_log::{self, Kind, Level};
 use crate::fd_budget::{warn_over_budget, FdBudget};
+use crate::log_file::Target;
 use crate::rings::{self, Rings};
 use worker::{Settings, Worker};
 
@@ -59,6 +64,15 @@ pub struct ProxyArgs {
     /// as bbr costs timers and CPU for nothing: docs/proxy.md, "Congestion control".
     #[arg(long, value_name = "ALG")]
     pub congestion: Option<crate::congestion::Congestion>,
+    /// Write a line per client connection (client, backend, bytes each way, how long,
+    /// how each side ended) to FILE (`-`: standard output). Off by default.
+    #[arg(long, value_name = "FILE")]
+    pub access_log: Option<PathBuf>,
+    /// Write the error log (start, stop, signals, backends down and up, connect
+    /// failures, accept limits; each kind at most one line a second) to FILE (`-`:
+    /// standard output) instead of stderr.
+    #[arg(long, value_name = "FILE")]
+    pub error_log: Option<PathBuf>,
     /// Say more in the ready line: how pairs are driven (io_uring or the epoll
     /// fallback), the congestion control, the fd limit.
     #[arg(short, long)]
@@ -78,21 +92,28 @@ fn parse_secs(s: &str) -> Result<f64, String> {
 
 /// Runs the proxy until SIGINT/SIGTERM/SIGQUIT; returns once every thread has finished.
 pub fn run(args: ProxyArgs) -> io::Result<()> {
+    error_log::init("ferry proxy", args.error_log.as_deref())?;
     let backend_list: Vec<SocketAddr> = args.backends.iter().flatten().copied().collect();
     self_loop::refuse_self(args.listen, &backend_list)?;
     let threads = rings::thread_count(args.threads);
     let budget = FdBudget::take();
     let derived = budget.connections(threads, 0, FDS_PER_PAIR);
     let max_connections = args.max_connections.unwrap_or(derived);
-    warn_over_budget("ferry proxy", max_connections, derived);
+    warn_over_budget(max_connections, derived);
+    let access_log = args
+        .access_log
+        .as_deref()
+        .map(|p| Target::open("--access-log", p))
+        .transpose()?;
     let settings = Settings {
-        backends: backend_list.clone(),
+        backends: backends::Health::new(backend_list.clone()),
         idle_timeout: Duration::from_secs_f64(args.idle_timeout),
         connect_timeout: Duration::from_secs_f64(args.connect_timeout),
         max_connections: (max_connections as usize).div_ceil(threads),
         grace: Duration::from_secs_f64(args.grace),
         send_proxy: args.send_proxy,
         congestion: args.congestion.clone(),
+        access_log,
     };
     let rings = Rings::start(
         "ferry-proxy",
@@ -102,7 +123,7 @@ pub fn run(args: ProxyArgs) -> io::Result<()> {
         |i| {
             let settings = settings.clone();
             Ok(move |ring: LocalEngine, listener, stop| {
-                Worker::new(ring, listener, settings, i, stop).run()
+                Worker::new(ring, listener, settings, i, stop)?.run()
             })
         },
     )?;
@@ -118,5 +139,10 @@ pub fn run(args: ProxyArgs) -> io::Result<()> {
         line += &format!("; {}, {}", rings.mechanics(), budget.describe());
     }
     println!("{line})");
+    error_log::say(
+        Level::Notice,
+        Kind::Lifecycle,
+        format_args!("started: {line})"),
+    );
     rings.join()
 }

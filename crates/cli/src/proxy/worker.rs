@@ -17,10 +17,13 @@ use ferry_engine::{Event, LocalEngine, LocalProxyHandle, OpId, Proxy, ProxyError
 use slab::Slab;
 use socket2::{Domain, SockRef, Socket, Type};
 
-use super::backends::Backends;
+use super::access_log::{self, End, Line};
+use super::backends::{Backends, Health};
 use super::proxy_protocol::{self, Version};
 use crate::acceptor::{self, Acceptor};
 use crate::congestion::Congestion;
+use crate::error_log::{self, Kind, Level};
+use crate::log_file::{LogWriter, Target};
 use crate::tables;
 
 const SWEEP: Duration = Duration::from_millis(100);
@@ -28,7 +31,7 @@ const SWEEP: Duration = Duration::from_millis(100);
 /// What every thread of `ferry proxy` runs with.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub backends: Vec<SocketAddr>,
+    pub backends: Arc<Health>,
     pub idle_timeout: Duration,
     pub connect_timeout: Duration,
     /// Per thread.
@@ -37,6 +40,8 @@ pub struct Settings {
     pub send_proxy: Option<Version>,
     /// Set on each backend socket (the listener carries it for the clients).
     pub congestion: Option<Congestion>,
+    /// `--access-log`: each thread writes its own lines.
+    pub access_log: Option<Target>,
 }
 
 enum State {
@@ -61,6 +66,9 @@ struct Pair {
     peer: SocketAddr,
     local: SocketAddr,
     state: State,
+    accepted: Instant,
+    /// The backend connected to, or last tried.
+    backend: usize,
 }
 
 pub struct Worker {
@@ -72,6 +80,9 @@ pub struct Worker {
     shrinker: tables::Shrinker,
     settings: Settings,
     stop: Arc<AtomicBool>,
+    /// The grace period is over: what is still open is being cancelled.
+    cutting: bool,
+    access_log: Option<LogWriter>,
 }
 
 impl Worker {
@@ -81,17 +92,24 @@ impl Worker {
         settings: Settings,
         thread: usize,
         stop: Arc<AtomicBool>,
-    ) -> Worker {
-        Worker {
+    ) -> io::Result<Worker> {
+        let access_log = settings
+            .access_log
+            .as_ref()
+            .map(Target::writer)
+            .transpose()?;
+        Ok(Worker {
             ring,
-            acceptor: Acceptor::new("ferry proxy", listener),
+            acceptor: Acceptor::new(listener),
             backends: Backends::new(settings.backends.clone(), thread),
             pairs: Slab::new(),
             ops: HashMap::new(),
             shrinker: tables::Shrinker::default(),
             settings,
             stop,
-        }
+            cutting: false,
+            access_log,
+        })
     }
 
     /// Proxies until the stop flag is raised; then lets live pairs finish within the
@@ -100,7 +118,6 @@ impl Worker {
         self.acceptor.start(&mut self.ring);
         let mut next_sweep = Instant::now() + SWEEP;
         let mut grace_until: Option<Instant> = None;
-        let mut cut = false;
         loop {
             let now = Instant::now();
             if grace_until.is_none() && self.stop.load(Ordering::Relaxed) {
@@ -109,13 +126,15 @@ impl Worker {
             }
             if let Some(until) = grace_until {
                 if self.pairs.is_empty() && self.acceptor.settled() {
+                    self.flush_log();
                     return Ok(());
                 }
-                if now >= until && !cut {
-                    cut = true;
+                if now >= until && !self.cutting {
+                    self.cutting = true;
                     self.cancel_all();
                 }
                 if now >= until + Duration::from_secs(5) {
+                    self.flush_log();
                     return Ok(()); // dropping the ring ends what is left
                 }
             }
@@ -128,10 +147,22 @@ impl Worker {
             while let Some(fd) = self.acceptor.poll(&mut self.ring, now) {
                 self.accepted(TcpStream::from(fd), now);
             }
+            self.flush_log();
+            error_log::tick();
             if now >= next_sweep {
                 self.sweep(now);
                 next_sweep = now + SWEEP;
             }
+        }
+    }
+
+    fn flush_log(&mut self) {
+        if let Some(Err(e)) = self.access_log.as_mut().map(LogWriter::flush) {
+            error_log::say(
+                Level::Error,
+                Kind::LogFile,
+                format_args!("reopening the access log: {e} (still writing the old file)"),
+            );
         }
     }
 
@@ -158,7 +189,10 @@ impl Worker {
                 let server = server.clone();
                 match result {
                     Ok(_) => self.start_proxy(k, server),
-                    Err(_) => self.close(k, true),
+                    Err(e) => {
+                        let end = access_log::connect_end(&e);
+                        self.close(k, true, End::Cut, end);
+                    }
                 }
             }
             Event::TransferDone { op } => {
@@ -184,7 +218,7 @@ impl Worker {
         }
         if self.pairs.len() >= self.settings.max_connections {
             // Closed at once: refused, not queued.
-            acceptor::refused("ferry proxy", self.settings.max_connections);
+            acceptor::refused(self.settings.max_connections);
             return;
         }
         let _ = client.set_nodelay(true);
@@ -201,6 +235,8 @@ impl Worker {
                     peer,
                     local,
                     state,
+                    accepted: now,
+                    backend,
                 });
             }
             // No socket for the backend: out of fds (accepting paused, the client
@@ -250,26 +286,55 @@ impl Worker {
             server,
             backend,
             tries,
+            cancelled,
             ..
         } = &self.pairs[k].state
         else {
             return;
         };
-        let (server, backend, tries) = (server.clone(), *backend, *tries);
-        if result.is_err() {
-            // Refused, unreachable or timed out: skip it for a while, try the next one.
-            self.backends.mark_down(backend, now);
-            if tries >= self.backends.len() || !self.acceptor.is_open() {
-                return self.close(k, false);
+        let (server, backend, tries, cancelled) = (server.clone(), *backend, *tries, *cancelled);
+        if let Err(e) = result {
+            if self.cutting {
+                // Cancelled at the end of the grace: the backend did nothing wrong.
+                return self.close(k, false, End::Grace, End::Grace);
             }
-            let (next, addr) = self.backends.after(backend);
-            match self.connect(k, next, addr, tries + 1, now) {
+            let e = if cancelled {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "no answer within --connect-timeout {} s",
+                        self.settings.connect_timeout.as_secs_f64()
+                    ),
+                )
+            } else {
+                e
+            };
+            // Refused, unreachable or timed out: skip it for a while, try the next one.
+            self.backends.mark_down(backend, now, &e);
+            let addr = self.backends.addr(backend);
+            let peer = self.pairs[k].peer;
+            if tries >= self.backends.len() || !self.acceptor.is_open() {
+                error_log::say(
+                    Level::Warn,
+                    Kind::Connect,
+                    format_args!("client {peer}: connect to backend {addr}: {e}; no backend left to try, client closed"),
+                );
+                return self.close(k, false, End::Cut, access_log::connect_end(&e));
+            }
+            let (next, next_addr) = self.backends.after(backend);
+            error_log::say(
+                Level::Warn,
+                Kind::Connect,
+                format_args!("client {peer}: connect to backend {addr}: {e}; trying {next_addr}"),
+            );
+            self.pairs[k].backend = next;
+            match self.connect(k, next, next_addr, tries + 1, now) {
                 Some(state) => self.pairs[k].state = state,
-                None => self.close(k, false),
+                None => self.close(k, false, End::Cut, End::Cut),
             }
             return;
         }
-        self.backends.mark_up(backend);
+        self.backends.mark_up(backend, now);
         let p = &mut self.pairs[k];
         match self.settings.send_proxy {
             Some(v) => {
@@ -296,7 +361,7 @@ impl Worker {
                 }
                 self.pairs[k].state = State::Running(h, server);
             }
-            Err(_) => self.close(k, true),
+            Err(_) => self.close(k, true, End::Cut, End::Cut),
         }
     }
 
@@ -312,25 +377,51 @@ impl Worker {
         for id in h.ids() {
             self.ops.remove(&id);
         }
-        let reset = match h.try_take() {
-            Ok(Ok(_)) => false,
-            // A kernel error (reset, dead peer): pass it on as a reset. Timeouts and
-            // cancels end with a clean close.
-            Ok(Err(e)) => ProxyError::of(&e).and_then(|pe| pe.errno).is_some(),
-            Err(_) => true,
+        let result = h
+            .try_take()
+            .unwrap_or_else(|_| Err(io::Error::other("proxy not finished")));
+        // A kernel error (reset, dead peer): pass it on as a reset. Timeouts and cancels
+        // end with a clean close.
+        let reset = match &result {
+            Ok(_) => false,
+            Err(e) => ProxyError::of(e).is_none_or(|pe| pe.errno.is_some()),
         };
+        if let Some(out) = &mut self.access_log {
+            let (bytes, client_end, server_end) = access_log::ends(&result, self.cutting);
+            Line {
+                client: p.peer,
+                backend: self.backends.addr(p.backend),
+                bytes,
+                lived: p.accepted.elapsed(),
+                client_end,
+                server_end,
+            }
+            .write(out);
+        }
         if reset {
             let _ = SockRef::from(&*p.client).set_linger(Some(Duration::ZERO));
             let _ = server.set_linger(Some(Duration::ZERO));
         }
     }
 
-    /// Closes pair `k` now (no proxy running): the client, and the server if any.
-    fn close(&mut self, k: usize, reset: bool) {
+    /// Closes pair `k` now (no proxy running): the client, and the server if any;
+    /// `ends` are what the access log says of each side.
+    fn close(&mut self, k: usize, reset: bool, client_end: End, server_end: End) {
         let p = self.pairs.remove(k);
         self.acceptor.on_close(Instant::now());
         if reset {
             let _ = SockRef::from(&*p.client).set_linger(Some(Duration::ZERO));
+        }
+        if let Some(out) = &mut self.access_log {
+            Line {
+                client: p.peer,
+                backend: self.backends.addr(p.backend),
+                bytes: (0, 0),
+                lived: p.accepted.elapsed(),
+                client_end,
+                server_end,
+            }
+            .write(out);
         }
     }
 

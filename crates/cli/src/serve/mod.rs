@@ -30,6 +30,9 @@ use ferry_engine::LocalEngine;
 use crate::fd_budget::{warn_over_budget, FdBudget};
 use crate::rings::{self, Rings};
 
+use crate::error_log::{self, Kind, Level};
+use crate::log_file::Target;
+use access_log::AccessLog;
 use files::{FileCache, Root};
 use respond::Site;
 use worker::{Limits, Worker};
@@ -74,6 +77,10 @@ pub struct ServeArgs {
     /// Write an access log in Common Log Format to FILE (`-`: standard output). Off by default.
     #[arg(long, value_name = "FILE")]
     pub access_log: Option<PathBuf>,
+    /// Write the error log (start, stop, signals, accept limits, log-file errors; each
+    /// kind at most one line a second) to FILE (`-`: standard output) instead of stderr.
+    #[arg(long, value_name = "FILE")]
+    pub error_log: Option<PathBuf>,
     /// TCP congestion control for the client connections (default: the machine's,
     /// net.ipv4.tcp_congestion_control). docs/proxy.md, "Congestion control", says when
     /// it matters.
@@ -99,19 +106,20 @@ fn parse_secs(s: &str) -> Result<f64, String> {
 
 /// Runs the server until SIGINT/SIGTERM/SIGQUIT; returns once every thread has finished.
 pub fn run(args: ServeArgs) -> io::Result<()> {
+    error_log::init("ferry serve", args.error_log.as_deref())?;
     let root = Root::open(&args.root)?;
     let threads = rings::thread_count(args.threads);
     let log = args
         .access_log
         .as_deref()
-        .map(access_log::Sink::open)
+        .map(|p| Target::open("--access-log", p))
         .transpose()?;
     let budget = FdBudget::take();
     // The open-file cache may hold a quarter of the budget, 4096 fds a thread at most.
     let cache_fds = (budget.free(threads) / 4 / threads as u64).clamp(1, 4096);
     let derived = budget.connections(threads, cache_fds * threads as u64, FDS_PER_CONNECTION);
     let max_connections = args.max_connections.unwrap_or(derived);
-    warn_over_budget("ferry serve", max_connections, derived);
+    warn_over_budget(max_connections, derived);
     let limits = Limits {
         max_connections: (max_connections as usize).div_ceil(threads),
         header_timeout: Duration::from_secs_f64(args.header_timeout),
@@ -128,7 +136,7 @@ pub fn run(args: ServeArgs) -> io::Result<()> {
         |_| {
             let root = root.try_clone()?;
             let limits = limits.clone();
-            let log = log.as_ref().map(|s| s.writer()).transpose()?;
+            let log = log.as_ref().map(AccessLog::new).transpose()?;
             Ok(move |ring: LocalEngine, listener, stop| {
                 let cache = FileCache::new(Duration::from_secs(1), cache_fds as usize, small);
                 Worker::new(ring, Site::new(root, cache), listener, limits, log, stop).run()
@@ -155,5 +163,10 @@ pub fn run(args: ServeArgs) -> io::Result<()> {
         );
     }
     println!("{line})");
+    error_log::say(
+        Level::Notice,
+        Kind::Lifecycle,
+        format_args!("started: {line})"),
+    );
     rings.join()
 }

@@ -111,7 +111,7 @@ impl Worker {
         Worker {
             ring,
             site,
-            acceptor: Acceptor::new("ferry serve", listener),
+            acceptor: Acceptor::new(listener),
             conns: Slab::new(),
             ops: HashMap::new(),
             shrinker: tables::Shrinker::default(),
@@ -157,6 +157,7 @@ impl Worker {
             if let Some(log) = &mut self.log {
                 log.flush();
             }
+            crate::error_log::tick();
             if self.now >= next_sweep {
                 self.sweep(self.now);
                 next_sweep = self.now + SWEEP;
@@ -236,7 +237,7 @@ impl Worker {
     fn accepted(&mut self, sock: TcpStream) {
         if self.conns.len() >= self.limits.max_connections {
             // Refused at once: the client sees its connection closed, not a queue.
-            acceptor::refused("ferry serve", self.limits.max_connections);
+            acceptor::refused(self.limits.max_connections);
             return;
         }
         let _ = sock.set_nodelay(true);
