@@ -409,3 +409,66 @@ fn recv_pooled_gives_exactly_the_bytes_even_past_the_provided_buffers() {
         }
     }
 }
+
+/// Local timer interrupts so far, all CPUs (`LOC` in /proc/interrupts).
+fn timer_interrupts() -> u64 {
+    let text = std::fs::read_to_string("/proc/interrupts").unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("LOC:"))
+        .expect("LOC in /proc/interrupts");
+    line.split_whitespace()
+        .skip(1)
+        .map_while(|f| f.parse::<u64>().ok())
+        .sum()
+}
+
+/// The fewest timer interrupts (all CPUs, so other processes add noise: the least of
+/// five tries) while `f` runs.
+fn fewest_timer_interrupts(mut f: impl FnMut()) -> u64 {
+    (0..5)
+        .map(|_| {
+            let before = timer_interrupts();
+            f();
+            timer_interrupts() - before
+        })
+        .min()
+        .unwrap()
+}
+
+#[test]
+fn a_turn_with_nothing_to_wait_for_arms_no_timer() {
+    // A zero timeout, or events not yet taken, must not become a kernel wait with a
+    // zero timeout: that arms a timer whose interrupt ends the wait, one interrupt per
+    // turn — per request on a ring serving one connection (issue 20).
+    let _g = serial();
+    for b in local_backends() {
+        let mut ring = local_ring(b);
+        let (_c, s) = tcp_pair();
+        // Work on the ring that is not ready: a recv nobody sends to.
+        let _recv = ring.recv(Arc::new(s), vec![0u8; 16]);
+        ring.turn(Some(Duration::ZERO)).unwrap();
+        let n = fewest_timer_interrupts(|| {
+            for _ in 0..1000 {
+                ring.turn(Some(Duration::ZERO)).unwrap();
+            }
+        });
+        assert!(
+            n < 300,
+            "{b:?}: 1000 zero-timeout turns took {n} timer interrupts"
+        );
+        // An event not taken yet turns a long timeout into a zero one: a timer's event
+        // stays waiting (never drained) while the turns run.
+        let _timer = ring.timeout(Duration::ZERO);
+        ring.turn(Some(Duration::from_secs(1))).unwrap();
+        let n = fewest_timer_interrupts(|| {
+            for _ in 0..1000 {
+                ring.turn(Some(Duration::from_secs(1))).unwrap();
+            }
+        });
+        assert!(
+            n < 300,
+            "{b:?}: 1000 turns with an event waiting took {n} timer interrupts"
+        );
+    }
+}

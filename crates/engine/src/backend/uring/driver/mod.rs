@@ -232,6 +232,13 @@ impl Driver {
             let r = now + RECANCEL;
             until = Some(until.map_or(r, |u| u.min(r)));
         }
+        if until.is_some_and(|t| t <= now) {
+            // Nothing to wait for (events already waiting, a deadline due): a wait with
+            // a zero timeout would still arm the kernel's timer, sleep and be woken by
+            // its interrupt (one context switch and one timer interrupt per request on
+            // a ring serving one connection). Only submit and run deferred task work.
+            return self.poll_nowait();
+        }
         // Announce sleep, then re-check the channel (pairs with Wake::wake).
         self.wake.set_sleeping(true);
         if !self.rx.is_empty() {
@@ -254,6 +261,33 @@ impl Driver {
                 if matches!(
                     e.raw_os_error(),
                     Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Submits what is queued and lets the kernel post what it has ready, without
+    /// waiting: no enter at all when nothing is queued and the kernel flags no task
+    /// work (`IORING_SQ_TASKRUN`, set up with every flag set that defers it; a ring
+    /// without it runs task work on the way back to user space).
+    fn poll_nowait(&mut self) -> io::Result<()> {
+        let pending = {
+            let sq = self.ring.submission();
+            !sq.is_empty() || sq.taskrun() || sq.cq_overflow()
+        };
+        if !pending {
+            return Ok(());
+        }
+        // `submit` adds GETEVENTS (which runs deferred task work) when the flag is set.
+        match self.ring.submit() {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)
                 ) =>
             {
                 Ok(())
