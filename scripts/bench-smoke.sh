@@ -44,6 +44,22 @@ for r in rows:
     peer = r["scenario"] in ("http-static", "tcp-proxy")
     assert (r["machine_cpu_us_per_request"] is not None) == (peer and per_request), r
     assert (r["machine_cpu_sec_per_gb"] is not None) == (peer and not per_request), r
+# Light load (paced, 1000 req/s on one connection): a row for every method of every
+# one-connection request-response case up to 64 KiB.
+pkeys = {"scenario", "size", "connections", "rate_per_sec", "method", "cpu_us_per_request",
+         "cpu_us_per_request_samples", "achieved_per_sec", "p50_us", "p99_us", "max_us",
+         "cpu_ratio_to_baseline", "verdict"}
+paced = doc["paced"]
+for p in paced:
+    assert set(p) == pkeys, sorted(set(p) ^ pkeys)
+    assert p["connections"] == 1 and p["size"] <= 65536, p
+    assert 0 < p["achieved_per_sec"] <= 1.1 * p["rate_per_sec"], p
+    assert p["cpu_us_per_request"] > 0 and p["p50_us"] > 0, p
+    assert p["verdict"] in ("win", "tie", "loss", "baseline"), p
+light = {(r["method"], r["size"]) for r in rows if r["scenario"] == "request-response"
+         and r["connections"] == 1 and r["size"] <= 65536}
+assert light and {(p["method"], p["size"]) for p in paced
+                  if p["scenario"] == "request-response"} == light, (light, paced)
 methods = {r["method"] for r in rows}
 want = {"read-write", "std-copy", "sendfile", "splice", "engine-uring", "engine-blocking", "engine-local"}
 scenarios = {"file-to-socket", "socket-to-socket", "request-response", "file-to-file"}

@@ -108,6 +108,15 @@ pub fn is_file() -> bool {
     TO_FILE.load(Ordering::Relaxed)
 }
 
+/// A start or stop line: to the error log when it is a file; on stderr (the
+/// default) the ready line on stdout already says it, as nginx's default level keeps
+/// its notices out of its log.
+pub fn lifecycle(message: impl fmt::Display) {
+    if is_file() {
+        say(Level::Notice, Kind::Lifecycle, message);
+    }
+}
+
 /// Writes one line of `kind`, or holds it back when a line of that kind was written
 /// within the last second.
 pub fn say(level: Level, kind: Kind, message: impl fmt::Display) {

@@ -43,8 +43,10 @@ enum Command {
     /// against HAProxy) and connections (memory per idle connection and the active
     /// load's CPU with thousands idle, against nginx and HAProxy); absent peers are reported "not run" (scripts/install-peers.sh
     /// installs them). Every method runs interleaved with the others, every byte
-    /// verified on an untimed first run. The default run (3 timed runs) takes about
-    /// 9 minutes on 2 CPUs, --quick about 50 s. A header says what machine, backends and
+    /// verified on an untimed first run; one-connection cases up to 64 KiB are also
+    /// run at a light load (1000 req/s: server CPU per request while mostly waiting).
+    /// The default run (3 timed runs) takes about 11 minutes on 2 CPUs, --quick about
+    /// 60 s. A header says what machine, backends and
     /// peers ran; each case's table appears as soon as it is done; its columns: median
     /// and min-max of the per-run figure (GB/s, or req/s for per-request cases), spread =
     /// (max - min) / median, CPU seconds per GB or CPU µs per request, the ratio to the
@@ -201,7 +203,7 @@ fn server_exit(program: &str, result: std::io::Result<()>) -> ExitCode {
     error_log::finish();
     match result {
         Ok(()) => {
-            error_log::say(Level::Notice, Kind::Lifecycle, "stopped");
+            error_log::lifecycle("stopped");
             ExitCode::SUCCESS
         }
         Err(e) => {

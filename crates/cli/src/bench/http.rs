@@ -61,6 +61,33 @@ impl Servers {
         }
     }
 
+    /// One light-load run of `m` (`super::paced`): one connection at a fixed rate for
+    /// `secs`, from CPU 1 with `--pin`.
+    pub fn paced(&self, m: Method, size: u64, secs: f64) -> io::Result<RunResult> {
+        let peer = self.peer(m)?;
+        let (addr, pid, pin) = (peer.addr, peer.child.id(), self.pin);
+        let path = format!("/data-{size}");
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                if pin {
+                    super::rr::pin_to_cpu(1)?;
+                }
+                super::paced::http(addr, &path, size, secs, pid)
+            })
+            .join()
+            .map_err(|_| fail("the paced client panicked"))?
+        })
+    }
+
+    fn peer(&self, m: Method) -> io::Result<&Peer> {
+        match m {
+            Method::Nginx => self.nginx.as_ref(),
+            Method::NginxNoPush => self.nginx_nopush.as_ref(),
+            _ => self.ferry.as_ref(),
+        }
+        .map_err(|e| fail(e.clone()))
+    }
+
     /// One run of `m`: verify (`expect` given: one GET, every byte checked, untimed)
     /// or measure (wrk for `secs` with `connections` connections).
     pub fn run(
@@ -71,12 +98,7 @@ impl Servers {
         secs: u64,
         expect: Option<Checksum>,
     ) -> io::Result<RunResult> {
-        let peer = match m {
-            Method::Nginx => self.nginx.as_ref(),
-            Method::NginxNoPush => self.nginx_nopush.as_ref(),
-            _ => self.ferry.as_ref(),
-        }
-        .map_err(|e| fail(e.clone()))?;
+        let peer = self.peer(m)?;
         let path = format!("/data-{size}");
         if let Some(want) = expect {
             peers::verify_get(peer.addr, peer.name, &path, size, want)?;

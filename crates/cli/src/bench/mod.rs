@@ -9,6 +9,8 @@ mod http;
 mod idle;
 mod idle_case;
 mod idle_report;
+mod paced;
+mod paced_table;
 mod peers;
 mod progress;
 mod report;
@@ -63,6 +65,18 @@ impl Case {
     /// Measured per request (req/s, latency percentiles, CPU per request): the
     /// request-response and http-static cases, and tcp-proxy with several connections
     /// (wrk through the proxy; with one it is a bulk stream).
+    /// Also measured at a fixed low rate (`paced`): request-response and http-static
+    /// with one connection and bodies up to 64 KiB (1000 MiB-answers a second would
+    /// be no light load).
+    pub fn paced(&self) -> bool {
+        self.connections == 1
+            && self.size <= 64 * 1024
+            && matches!(
+                self.scenario,
+                Scenario::RequestResponse | Scenario::HttpStatic
+            )
+    }
+
     pub fn per_request(&self) -> bool {
         match self.scenario {
             Scenario::RequestResponse | Scenario::HttpStatic => true,
@@ -261,13 +275,17 @@ pub fn run(o: &Options) -> io::Result<()> {
     let steps: usize = cases
         .iter()
         .map(|c| {
-            o.methods
+            let methods = o
+                .methods
                 .iter()
                 .filter(|&&m| c.scenario.compares(m))
-                .count()
+                .count();
+            methods * (runs + 1 + if c.paced() { runs } else { 0 })
         })
         .sum();
-    let mut progress = progress::Progress::new(steps * (runs + 1));
+    let mut progress = progress::Progress::new(steps);
+    let paced_secs = if o.quick { 0.5 } else { 2.0 };
+    let mut paced_json = Vec::new();
     let mut http_servers: Option<http::Servers> = None;
     let mut proxies: Option<tcp_proxy::Proxies> = None;
     let mut idle_subjects: Option<idle::Subjects> = None;
@@ -435,6 +453,7 @@ pub fn run(o: &Options) -> io::Result<()> {
                         &engines,
                         expect,
                         o.pin,
+                        None,
                     ),
                 };
                 match r {
@@ -464,8 +483,57 @@ pub fn run(o: &Options) -> io::Result<()> {
                 }
             }
         }
+        // Light load: the methods that ran, interleaved, at a fixed rate.
+        let mut paced_runs: BTreeMap<Method, Vec<RunResult>> = BTreeMap::new();
+        let mut paced_failed: Vec<(Method, String)> = Vec::new();
+        for run in 1..=runs {
+            for &m in methods.iter().filter(|_| case.paced()) {
+                progress.step(&format!(
+                    "{}: {} at {} req/s, run {run}/{runs}",
+                    table::case_name(case),
+                    m.name(),
+                    paced::RATE
+                ));
+                let ran = matches!(per.get(&m), Some(MethodOutcome::Ran(_)));
+                if !ran || paced_failed.iter().any(|(f, _)| *f == m) {
+                    continue;
+                }
+                let r = match case.scenario {
+                    Scenario::HttpStatic => http_servers
+                        .as_ref()
+                        .expect("started")
+                        .paced(m, case.size, paced_secs),
+                    _ => rr::request_response(
+                        m,
+                        &data.as_ref().expect("data").0,
+                        case.size,
+                        1,
+                        Duration::from_secs_f64(paced_secs),
+                        &engines,
+                        None,
+                        o.pin,
+                        Some(paced::RATE),
+                    ),
+                };
+                match r {
+                    Ok(r) => paced_runs.entry(m).or_default().push(r),
+                    Err(e) => {
+                        paced_runs.remove(&m);
+                        paced_failed.push((m, e.to_string()));
+                    }
+                }
+            }
+        }
+        let paced_rows = paced_table::summarise(&paced_runs);
+        paced_json.extend(paced_table::json_rows(case, &paced_rows));
         let rows = stats::summarise_case(*case, &per);
-        progress.suspend(|| table::print_case(case, &rows, &per, runs));
+        progress.suspend(|| {
+            table::print_case(case, &rows, &per, runs);
+            paced_table::print(&paced_rows, paced_secs);
+            for (m, why) in &paced_failed {
+                println!("  {:<16} light load not run: {why}", m.name());
+            }
+        });
         summaries.extend(rows);
         results.push((*case, per));
     }
@@ -478,7 +546,14 @@ pub fn run(o: &Options) -> io::Result<()> {
     // The two outputs are independent: one failing does not skip the other.
     let mut failed = Vec::new();
     if let Some(path) = &o.json {
-        match report::write_json(path, ctx.json(), &summaries, &results, idle_rows) {
+        match report::write_json(
+            path,
+            ctx.json(),
+            &summaries,
+            &results,
+            idle_rows,
+            paced_json,
+        ) {
             Ok(()) => println!("wrote {}", path.display()),
             Err(e) => failed.push(format!("--json {}: {e}", path.display())),
         }

@@ -51,6 +51,7 @@ pub fn write_json(
     sums: &[Summary],
     results: &[(Case, BTreeMap<Method, MethodOutcome>)],
     connections: Vec<Value>,
+    paced: Vec<Value>,
 ) -> io::Result<()> {
     let rows: Vec<Value> = sums
         .iter()
@@ -101,7 +102,13 @@ pub fn write_json(
         })
         .collect();
     m["not_run"] = json!(skipped);
-    let doc = json!({ "version": 1, "machine": m, "results": rows, "connections": connections });
+    let doc = json!({
+        "version": 1,
+        "machine": m,
+        "results": rows,
+        "connections": connections,
+        "paced": paced,
+    });
     std::fs::write(
         path,
         serde_json::to_string_pretty(&doc).map_err(io::Error::other)? + "\n",

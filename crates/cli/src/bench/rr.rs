@@ -18,6 +18,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use super::common::{cpu_time, fail, new_hist, Checksum, Method, RunResult};
+use super::paced::Schedule;
 use super::Engines;
 
 /// Response header: b"RESP", body length (u64 LE), 4 bytes of padding.
@@ -35,7 +36,8 @@ fn would_block(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock
 }
 
-/// One benchmark run: `conns` connections for `duration`.
+/// One benchmark run: `conns` connections for `duration`, closed loop, or with `pace`
+/// requests a second in all, each sent at its planned time (`super::paced`).
 #[allow(clippy::too_many_arguments)] // one call site, each argument a separate knob
 pub fn request_response(
     method: Method,
@@ -46,6 +48,7 @@ pub fn request_response(
     engines: &Engines,
     expect: Option<Checksum>,
     pin: bool,
+    pace: Option<u32>,
 ) -> io::Result<RunResult> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
@@ -56,23 +59,27 @@ pub fn request_response(
         _ => None,
     };
     std::thread::scope(|s| {
-        let server = s.spawn(|| {
-            if pin {
-                pin_to_cpu(0)?;
-            }
-            match method {
-                Method::EngineLocal => super::rr_local::serve(listener, file, size, conns),
-                _ => serve(method, listener, file, size, conns, engine),
-            }
-        });
+        // Named, so per-thread accounting (scripts/per-request.sh) tells them apart.
+        let server = std::thread::Builder::new()
+            .name("rr-server".into())
+            .spawn_scoped(s, || {
+                if pin {
+                    pin_to_cpu(0)?;
+                }
+                match method {
+                    Method::EngineLocal => super::rr_local::serve(listener, file, size, conns),
+                    _ => serve(method, listener, file, size, conns, engine),
+                }
+            })?;
         let cpu0 = cpu_time(false);
-        let res = s
-            .spawn(|| {
+        let res = std::thread::Builder::new()
+            .name("rr-client".into())
+            .spawn_scoped(s, || {
                 if pin {
                     pin_to_cpu(1)?;
                 }
-                client(addr, conns, size, duration, expect)
-            })
+                client(addr, conns, size, duration, expect, pace)
+            })?
             .join()
             .map_err(|_| fail("client panicked"))?;
         let srv = server.join().map_err(|_| fail("server panicked"))?;
@@ -354,13 +361,15 @@ struct ClientConn {
 }
 
 /// Drives `n` connections until `duration` is over; returns the run's result with
-/// `cpu_secs` = the client thread's own CPU (the caller subtracts it).
+/// `cpu_secs` = the client thread's own CPU (the caller subtracts it). With `pace`,
+/// requests go out at their planned times and latency counts from those.
 fn client(
     addr: SocketAddr,
     n: usize,
     size: u64,
     duration: Duration,
     expect: Option<Checksum>,
+    pace: Option<u32>,
 ) -> io::Result<RunResult> {
     let cpu0 = cpu_time(true);
     let mut poll = Poll::new()?;
@@ -386,8 +395,10 @@ fn client(
     let mut buf = vec![0u8; 256 * 1024];
     let start = Instant::now();
     let deadline = start + duration;
+    let mut plan = pace.map(Schedule::new);
+    let mut send_time = || plan.as_mut().map_or_else(Instant::now, Schedule::wait);
     for c in conns.iter_mut() {
-        c.t0 = Instant::now();
+        c.t0 = send_time();
         (&c.sock).write_all(b"G")?;
     }
     let (mut requests, mut active) = (0u64, n);
@@ -443,7 +454,7 @@ fn client(
                     requests += 1;
                     c.got = 0;
                     if Instant::now() < deadline {
-                        c.t0 = Instant::now();
+                        c.t0 = send_time();
                         (&c.sock).write_all(b"G")?;
                     } else if !c.done {
                         c.done = true;
@@ -468,7 +479,7 @@ fn client(
 }
 
 /// Pins the calling thread to one CPU (`--pin`).
-fn pin_to_cpu(cpu: usize) -> io::Result<()> {
+pub(super) fn pin_to_cpu(cpu: usize) -> io::Result<()> {
     // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes inside it, and
     // sched_setaffinity reads `size_of` bytes of it for the calling thread (0).
     unsafe {

@@ -1,7 +1,8 @@
 //! The request-response server of `engine-local`: the whole connection on one
-//! `LocalEngine` ring — accept, recv of each request, the response (16-byte header +
-//! file body) as a transfer, recv again — with one `io_uring_enter` per turn for all
-//! connections.
+//! `LocalEngine` ring — accept, one multishot recv for the connection's life (each
+//! request arrives as an event; nothing is re-armed per request), the response
+//! (16-byte header + file body) as a transfer — with one `io_uring_enter` per turn for
+//! all connections.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -20,7 +21,7 @@ pub fn serve(listener: TcpListener, file: Arc<File>, size: u64, n: usize) -> io:
     let hdr = header(size);
     let accept = ring.accept(Arc::new(listener));
     let mut reading: HashMap<OpId, Arc<TcpStream>> = HashMap::new();
-    let mut sending: HashMap<OpId, (Arc<TcpStream>, LocalHandle, Vec<u8>)> = HashMap::new();
+    let mut sending: HashMap<OpId, LocalHandle> = HashMap::new();
     let (mut accepted, mut closed) = (0, 0);
     let mut last_event = Instant::now();
     while closed < n {
@@ -29,10 +30,7 @@ pub fn serve(listener: TcpListener, file: Arc<File>, size: u64, n: usize) -> io:
         if !events.is_empty() {
             last_event = Instant::now();
         } else if last_event.elapsed() > Duration::from_secs(10) {
-            let stuck: Vec<u64> = sending
-                .values()
-                .map(|(_, h, _)| h.progress().bytes())
-                .collect();
+            let stuck: Vec<u64> = sending.values().map(|h| h.progress().bytes()).collect();
             return Err(fail(format!(
                 "engine-local server: no event for 10 s (transfers at {stuck:?} bytes, {:?})",
                 ring.stats().in_flight
@@ -45,31 +43,33 @@ pub fn serve(listener: TcpListener, file: Arc<File>, size: u64, n: usize) -> io:
                     s.set_nodelay(true)?;
                     s.set_nonblocking(true)?;
                     let s = Arc::new(s);
-                    reading.insert(ring.recv(s.clone(), vec![0u8; 64]), s);
+                    reading.insert(ring.recv_multi(s.clone()), s);
                     accepted += 1;
                     if accepted == n {
                         ring.cancel(accept);
                     }
                 }
-                Event::Received { op, buf, result } => {
-                    let s = reading.remove(&op).ok_or_else(|| fail("unknown recv"))?;
+                Event::Received { op, result, .. } => {
+                    let s = reading.get(&op).ok_or_else(|| fail("unknown recv"))?;
                     if result? == 0 {
+                        reading.remove(&op);
                         closed += 1;
                         continue;
                     }
+                    // One request at a time per connection: the client waits for each
+                    // response before it asks again.
                     let t = Transfer::new(file.clone(), s.clone())
                         .src_offset(Some(0))
                         .len(Some(size))
                         .header(hdr.to_vec());
                     let h = ring.submit(t)?;
-                    sending.insert(h.id(), (s, h, buf));
+                    sending.insert(h.id(), h);
                 }
                 Event::TransferDone { op } => {
-                    let (s, h, buf) = sending
+                    let h = sending
                         .remove(&op)
                         .ok_or_else(|| fail("unknown transfer"))?;
                     h.try_take().map_err(|_| fail("transfer not finished"))??;
-                    reading.insert(ring.recv(s.clone(), buf), s);
                 }
                 Event::Accepted { conn: Err(e), .. } if accepted < n => return Err(e),
                 Event::Accepted { .. } | Event::Timer { .. } | Event::Closed { .. } => {}

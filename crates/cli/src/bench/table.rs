@@ -52,7 +52,11 @@ pub fn print_legend(runs: usize) {
          \x20                   baseline run; otherwise tie (a difference within the noise)\n\
          \x20 p50 … max µs      request latency, request to last byte (request-response;\n\
          \x20                   http-static: wrk's closed-loop figures, which understate\n\
-         \x20                   tails, and no p99.9; \"-\" when there were too few requests)"
+         \x20                   tails, and no p99.9; \"-\" when there were too few requests)\n\
+         \x20 light load        (one connection, bodies up to 64 KiB) the same methods asked\n\
+         \x20                   1000 times a second, each request sent at its planned time:\n\
+         \x20                   server CPU per request while mostly waiting, its ratio to\n\
+         \x20                   the cheapest non-ferry method, latency from the planned time"
     );
 }
 

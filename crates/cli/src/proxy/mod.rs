@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use ferry_engine::LocalEngine;
 
-use crate::error_log::{self, Kind, Level};
+use crate::error_log;
 use crate::fd_budget::{warn_over_budget, FdBudget};
 use crate::log_file::Target;
 use crate::rings::{self, Rings};
@@ -139,10 +139,6 @@ pub fn run(args: ProxyArgs) -> io::Result<()> {
         line += &format!("; {}, {}", rings.mechanics(), budget.describe());
     }
     println!("{line})");
-    error_log::say(
-        Level::Notice,
-        Kind::Lifecycle,
-        format_args!("started: {line})"),
-    );
+    error_log::lifecycle(format_args!("started: {line})"));
     rings.join()
 }

@@ -30,7 +30,7 @@ use ferry_engine::LocalEngine;
 use crate::fd_budget::{warn_over_budget, FdBudget};
 use crate::rings::{self, Rings};
 
-use crate::error_log::{self, Kind, Level};
+use crate::error_log;
 use crate::log_file::Target;
 use access_log::AccessLog;
 use files::{FileCache, Root};
@@ -163,10 +163,6 @@ pub fn run(args: ServeArgs) -> io::Result<()> {
         );
     }
     println!("{line})");
-    error_log::say(
-        Level::Notice,
-        Kind::Lifecycle,
-        format_args!("started: {line})"),
-    );
+    error_log::lifecycle(format_args!("started: {line})"));
     rings.join()
 }

@@ -11,6 +11,11 @@ use std::os::fd::{AsFd, AsRawFd, IntoRawFd};
 use io_uring::{cqueue, opcode, squeue, types};
 
 use super::buf_ring::{self, BufRing};
+
+/// `IORING_RECVSEND_POLL_FIRST` (5.19): arm the poll before trying the recv — a
+/// request-response connection's next request is rarely there yet when its recv is
+/// queued, and a first try would only fail (`tcp_recvmsg` under the socket lock).
+const RECVSEND_POLL_FIRST: u16 = 1;
 use super::sqe::Backlog;
 use crate::events::{ended, ConnOp, Event, OpId};
 use crate::sys;
@@ -35,6 +40,8 @@ enum Kind {
 
 struct Conn {
     kind: Kind,
+    /// Single recvs carry `RECVSEND_POLL_FIRST` (the kernel takes it).
+    poll_first: bool,
     /// A POLL_ADD is in flight instead of the op.
     polling: bool,
     cancelled: bool,
@@ -42,6 +49,11 @@ struct Conn {
 
 impl Conn {
     fn entry(&mut self) -> squeue::Entry {
+        let recv_prio = if self.poll_first {
+            RECVSEND_POLL_FIRST
+        } else {
+            0
+        };
         let poll = |fd: &SharedFd, out: bool| {
             let ev = if out { libc::POLLOUT } else { libc::POLLIN };
             opcode::PollAdd::new(types::Fd(fd.as_fd().as_raw_fd()), ev as u32).build()
@@ -62,6 +74,7 @@ impl Conn {
                 std::ptr::null_mut(),
                 buf_ring::BUF_SIZE as u32,
             )
+            .ioprio(recv_prio)
             .buf_group(buf_ring::GROUP)
             .build()
             .flags(squeue::Flags::BUFFER_SELECT),
@@ -88,6 +101,7 @@ impl Conn {
                 buf.as_mut_ptr(),
                 buf.len().min(u32::MAX as usize) as u32,
             )
+            .ioprio(recv_prio)
             .build(),
             Kind::Send(fd, buf, sent) => {
                 let rest = &buf[*sent..];
@@ -109,12 +123,24 @@ impl Conn {
 #[derive(Default)]
 pub(crate) struct ConnTable {
     ops: HashMap<u64, Conn>,
+    /// The kernel takes `RECVSEND_POLL_FIRST` (see `poll_first_ok`).
+    poll_first: bool,
     /// The provided buffers of multishot recvs: `None` until the first one; then the
     /// ring, or `Err` where the kernel cannot (single recvs are used then).
     bufs: Option<Result<BufRing, ()>>,
 }
 
 impl ConnTable {
+    /// `ring`'s ops: single recvs poll first where the kernel takes the flag (5.19;
+    /// known from a ring set up `SINGLE_ISSUER`, 6.0 — older kernels refuse a recv
+    /// with the flag as invalid).
+    pub(crate) fn new(ring: &io_uring::IoUring) -> ConnTable {
+        ConnTable {
+            poll_first: ring.params().is_setup_single_issuer(),
+            ..ConnTable::default()
+        }
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }
@@ -146,6 +172,7 @@ impl ConnTable {
         };
         let mut c = Conn {
             kind,
+            poll_first: self.poll_first,
             polling: false,
             cancelled: false,
         };
@@ -265,6 +292,7 @@ impl ConnTable {
                 });
                 let mut c = Conn {
                     kind: Kind::Accept(fd),
+                    poll_first: false,
                     polling: false,
                     cancelled: c.cancelled,
                 };
@@ -307,6 +335,7 @@ impl ConnTable {
                 if res > 0 && sent + (res as usize) < buf.len() && !c.cancelled {
                     let mut c = Conn {
                         kind: Kind::Send(fd, buf, sent + res as usize),
+                        poll_first: false,
                         polling: false,
                         cancelled: false,
                     };

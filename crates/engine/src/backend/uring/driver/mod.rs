@@ -106,6 +106,7 @@ pub(crate) struct Driver {
 impl Driver {
     pub(crate) fn new(ctx: Ctx, rx: Receiver<Msg>, wake: Arc<Wake>) -> io::Result<Driver> {
         let ring = super::ring::new_ring(ctx.config.ring_entries, ctx.config.iowq_max_workers)?;
+        let conns = ConnTable::new(&ring);
         Ok(Driver {
             ring,
             ctx,
@@ -123,7 +124,7 @@ impl Driver {
             shutting_down: false,
             local: false,
             dead: false,
-            conns: ConnTable::default(),
+            conns,
             events: Vec::new(),
             finished: Vec::new(),
         })
