@@ -1,5 +1,8 @@
 //! `ferry`: zero-copy byte moving. `ferry bench` compares ferry with the usual ways of
 //! moving bytes on this machine (see docs/benchmarks.md).
+//!
+//! `unsafe` lives in `sys` only.
+#![deny(unsafe_code)]
 
 mod acceptor;
 mod activation;
@@ -13,6 +16,7 @@ mod proxy;
 mod rings;
 mod serve;
 mod signals;
+#[allow(unsafe_code)] // the calls libc has and rustix does not, each with its SAFETY
 mod sys;
 mod tables;
 

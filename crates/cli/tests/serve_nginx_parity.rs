@@ -49,6 +49,20 @@ fn nginx(root: &Path) -> Option<Nginx> {
         eprintln!("serve_nginx_parity: nginx is not installed (scripts/install-peers.sh): ferry's answers are checked against the table alone");
         return None;
     };
+    // The port is picked by binding port 0 and letting go, so another process of the
+    // (parallel) suite may take it before nginx does: then nginx exits, or the port
+    // answers as something else. Try again on another port.
+    for _ in 0..5 {
+        if let Some(n) = start_nginx(bin, root) {
+            return Some(n);
+        }
+    }
+    panic!("nginx did not start on any of 5 free ports");
+}
+
+/// One try: nginx listening on a free port, answering as nginx; `None` when the port
+/// was taken meanwhile.
+fn start_nginx(bin: &str, root: &Path) -> Option<Nginx> {
     let dir = tempfile::tempdir().unwrap();
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -76,20 +90,44 @@ fn nginx(root: &Path) -> Option<Nginx> {
         .spawn()
         .unwrap();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let t0 = Instant::now();
-    while TcpStream::connect(addr).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "nginx did not listen: {}",
-            std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Some(Nginx {
+    let mut n = Nginx {
         child,
         addr,
         _dir: dir,
-    })
+    };
+    let t0 = Instant::now();
+    while TcpStream::connect(addr).is_err() {
+        if n.child.try_wait().unwrap().is_some() {
+            return None; // the port was taken: nginx could not bind it
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "nginx did not listen: {}",
+            std::fs::read_to_string(n._dir.path().join("error.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Whoever listens there must be this nginx.
+    let head = probe(addr);
+    let ours = head.to_ascii_lowercase().contains("server: nginx")
+        && n.child.try_wait().unwrap().is_none();
+    if !ours {
+        let _ = n.child.kill();
+        return None;
+    }
+    Some(n)
+}
+
+/// What answers `HEAD /` at `addr` (empty when nothing does, no panic).
+fn probe(addr: SocketAddr) -> String {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = s.write_all(b"HEAD / HTTP/1.0\r\n\r\n");
+    let mut all = Vec::new();
+    let _ = s.read_to_end(&mut all);
+    String::from_utf8_lossy(&all).into_owned()
 }
 
 /// The status line and head of the answer to `raw` (sent as is, then the write side

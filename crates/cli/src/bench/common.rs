@@ -308,8 +308,7 @@ pub fn machine_busy() -> Option<Duration> {
         .collect();
     // user nice system idle iowait irq softirq steal …
     let ticks = v.first()? + v.get(1)? + v.get(2)? + v.get(5)? + v.get(6)?;
-    // SAFETY: sysconf has no memory effects.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let hz = rustix::param::clock_ticks_per_second().max(1);
     Some(Duration::from_nanos(ticks * 1_000_000_000 / hz))
 }
 
@@ -318,19 +317,17 @@ pub fn machine_busy_since(start: Option<Duration>) -> Option<f64> {
     Some(machine_busy()?.checked_sub(start?)?.as_secs_f64())
 }
 
-/// CPU time (user + system) of the whole process or the calling thread.
+/// CPU time (user + system) of the whole process or the calling thread, in
+/// nanoseconds (the kernel's CPU clocks).
 pub fn cpu_time(thread: bool) -> Duration {
-    let who = if thread {
-        libc::RUSAGE_THREAD
+    use rustix::time::{clock_gettime, ClockId};
+    let clock = if thread {
+        ClockId::ThreadCPUTime
     } else {
-        libc::RUSAGE_SELF
+        ClockId::ProcessCPUTime
     };
-    // SAFETY: an all-zero rusage is valid; getrusage fills it.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `ru` is a live rusage.
-    unsafe { libc::getrusage(who, &mut ru) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
+    let t = clock_gettime(clock);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
 pub fn fail(msg: impl Into<String>) -> io::Error {

@@ -16,6 +16,7 @@ mod progress;
 mod report;
 mod rr;
 mod rr_local;
+mod rr_wire;
 mod stats;
 mod table;
 mod tcp_proxy;

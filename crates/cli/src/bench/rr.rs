@@ -6,7 +6,6 @@ use std::fs::File;
 use std::future::Future;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::task::{Context, Poll as TaskPoll, Wake, Waker};
 use std::time::{Duration, Instant};
@@ -19,18 +18,10 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::common::{cpu_time, fail, new_hist, Checksum, Method, RunResult};
 use super::paced::Schedule;
+use super::rr_wire::{header, HDR};
 use super::Engines;
 
-/// Response header: b"RESP", body length (u64 LE), 4 bytes of padding.
-const HDR: usize = 16;
 const WAKE: Token = Token(usize::MAX);
-
-pub(super) fn header(size: u64) -> [u8; HDR] {
-    let mut h = [0u8; HDR];
-    h[..4].copy_from_slice(b"RESP");
-    h[4..12].copy_from_slice(&size.to_le_bytes());
-    h
-}
 
 fn would_block(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock
@@ -133,20 +124,7 @@ impl Wake for MioWake {
 }
 
 fn send_more(sock: &TcpStream, buf: &[u8]) -> io::Result<usize> {
-    // SAFETY: `buf` is valid for reads of its length during the call.
-    let n = unsafe {
-        libc::send(
-            sock.as_raw_fd(),
-            buf.as_ptr().cast(),
-            buf.len(),
-            libc::MSG_MORE | libc::MSG_NOSIGNAL,
-        )
-    };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
+    socket2::SockRef::from(sock).send_with_flags(buf, libc::MSG_MORE | libc::MSG_NOSIGNAL)
 }
 
 fn serve(
@@ -480,14 +458,7 @@ fn client(
 
 /// Pins the calling thread to one CPU (`--pin`).
 pub(super) fn pin_to_cpu(cpu: usize) -> io::Result<()> {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes inside it, and
-    // sched_setaffinity reads `size_of` bytes of it for the calling thread (0).
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    rustix::thread::sched_setaffinity(None, &set).map_err(io::Error::from)
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use ferry_engine::{Event, LocalEngine, LocalHandle, OpId, Transfer};
 
 use super::common::fail;
-use super::rr::header;
+use super::rr_wire::header;
 
 pub fn serve(listener: TcpListener, file: Arc<File>, size: u64, n: usize) -> io::Result<()> {
     let mut ring = LocalEngine::new()?;

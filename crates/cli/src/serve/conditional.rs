@@ -2,28 +2,10 @@
 //! RFC 9110 §13.2.2 order: If-Match, else If-Unmodified-Since (412); If-None-Match, else
 //! If-Modified-Since (304); then If-Range decides whether Range applies.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
-use super::files::Meta;
+use super::meta::Meta;
 use super::request::Request;
-
-/// nginx's ETag: `"<hex mtime>-<hex size>"`.
-pub fn etag(meta: &Meta) -> String {
-    format!("\"{:x}-{:x}\"", meta.mtime, meta.size)
-}
-
-/// The modification time as an HTTP date.
-pub fn last_modified(meta: &Meta) -> String {
-    httpdate::fmt_http_date(mtime(meta))
-}
-
-fn mtime(meta: &Meta) -> SystemTime {
-    if meta.mtime >= 0 {
-        UNIX_EPOCH + Duration::from_secs(meta.mtime as u64)
-    } else {
-        UNIX_EPOCH
-    }
-}
 
 /// `Some(412)` or `Some(304)` when a precondition decides the answer.
 pub fn precondition(req: &Request, meta: &Meta, tag: &str) -> Option<u16> {
@@ -81,7 +63,7 @@ fn date(s: &str) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::files::Kind;
+    use super::super::meta::Kind;
     use super::*;
 
     fn meta() -> Meta {
@@ -95,14 +77,14 @@ mod tests {
 
     #[test]
     fn etag_has_nginx_format() {
-        assert_eq!(etag(&meta()), "\"6553f100-1000\"");
+        assert_eq!(meta().etag(), "\"6553f100-1000\"");
     }
 
     #[test]
     fn preconditions_in_rfc_order() {
         let m = meta();
-        let tag = etag(&m);
-        let lm = last_modified(&m);
+        let tag = m.etag();
+        let lm = m.last_modified();
         let mut r = Request::default();
         assert_eq!(precondition(&r, &m, &tag), None);
         r.if_none_match = Some(format!("\"x\", W/{tag}"));
@@ -129,7 +111,7 @@ mod tests {
     #[test]
     fn if_range_is_exact() {
         let m = meta();
-        let tag = etag(&m);
+        let tag = m.etag();
         let mut r = Request {
             if_range: Some(tag.clone()),
             ..Request::default()
@@ -137,7 +119,7 @@ mod tests {
         assert!(if_range_holds(&r, &m, &tag));
         r.if_range = Some(format!("W/{tag}"));
         assert!(!if_range_holds(&r, &m, &tag));
-        r.if_range = Some(last_modified(&m));
+        r.if_range = Some(m.last_modified());
         assert!(if_range_holds(&r, &m, &tag));
         r.if_range = Some("Thu, 01 Jan 1970 00:00:00 GMT".into());
         assert!(!if_range_holds(&r, &m, &tag));

@@ -30,23 +30,7 @@ use std::time::{Duration, Instant};
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
-/// What `fstat` told us about an open file, the parts HTTP uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Meta {
-    pub size: u64,
-    /// Modification time, whole seconds since the epoch (what HTTP dates carry).
-    pub mtime: i64,
-    /// Nanoseconds of the modification time (a change within one second still counts).
-    pub mtime_nsec: i64,
-    pub kind: Kind,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    File,
-    Dir,
-    Other,
-}
+pub use super::meta::{Kind, Meta};
 
 /// Why a path cannot be served, as an HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,8 +181,8 @@ impl FileInfo {
     fn new(meta: Meta, rel: &[u8]) -> FileInfo {
         FileInfo {
             meta,
-            etag: super::conditional::etag(&meta),
-            modified: super::conditional::last_modified(&meta),
+            etag: meta.etag(),
+            modified: meta.last_modified(),
             content_type: super::mime::content_type(rel),
         }
     }

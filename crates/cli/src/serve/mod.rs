@@ -3,8 +3,8 @@
 //! Semantics are those of nginx's static module (`sendfile on; etag on;
 //! if_modified_since exact; autoindex off; index index.html`); see docs/serve.md.
 //! Layout: `target` (request path → path beneath the root), `request` (head parsing),
-//! `range` and `conditional` (HTTP rules), `files` (opening beneath the root, the
-//! per-thread file cache), `respond` (request → response), `worker` (the ring loop),
+//! `range` and `conditional` (HTTP rules), `meta` (what fstat said, validators),
+//! `files` (opening beneath the root, the per-thread file cache), `respond` (request → response), `worker` (the ring loop),
 //! `clock`, `access_log`; the threads and listeners come from `crate::rings`.
 
 mod access_log;
@@ -13,6 +13,7 @@ mod conditional;
 mod files;
 #[cfg(test)]
 mod fuzz;
+mod meta;
 mod mime;
 mod range;
 mod request;
