@@ -1,19 +1,9 @@
 //! `set_blocking`/`get_blocking`, `set_inheritable`/`get_inheritable`.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 
-use crate::util::cvt;
-
-fn getfl(fd: impl AsFd, cmd: libc::c_int) -> io::Result<libc::c_int> {
-    // SAFETY: F_GETFL/F_GETFD take no argument; the fd is borrowed for the call.
-    cvt(unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), cmd) })
-}
-
-fn setfl(fd: impl AsFd, cmd: libc::c_int, val: libc::c_int) -> io::Result<()> {
-    // SAFETY: F_SETFL/F_SETFD take an int argument; the fd is borrowed for the call.
-    cvt(unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), cmd, val) }).map(drop)
-}
+use crate::sys::common::{fcntl_get as getfl, fcntl_set as setfl};
 
 /// Sets or clears `O_NONBLOCK` on `fd`'s open file description.
 ///

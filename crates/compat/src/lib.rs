@@ -36,6 +36,7 @@
 //! whole test suite both ways. See `docs/compat.md` for how each function compares with
 //! Python.
 #![deny(missing_docs)]
+#![deny(unsafe_code)] // `unsafe` lives in `sys` only
 #![warn(missing_debug_implementations)]
 
 mod afalg;
@@ -45,6 +46,7 @@ mod flags;
 mod sendfile;
 mod socket_sendfile;
 mod splice;
+#[allow(unsafe_code)] // every kernel call, each with its SAFETY
 mod sys;
 mod util;
 

@@ -2,12 +2,12 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
 
 use crate::sys;
-use crate::sys::common::{fstat, get_fl, poll, write_nosignal, Kind};
-use crate::util::{cvt, invalid};
+use crate::sys::common::{fstat, get_fl, getsockopt_int, poll, send_timeout, write_nosignal, Kind};
+use crate::util::invalid;
 
 /// Largest block per `sendfile` call, as CPython (`2**30`).
 const BLOCK: u64 = 1 << 30;
@@ -139,41 +139,6 @@ fn set_position(file: &mut File, offset: u64, sent: u64, seekable: bool) {
     }
 }
 
-fn getsockopt_int(sock: BorrowedFd<'_>, opt: libc::c_int) -> io::Result<libc::c_int> {
-    let mut val: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `val`/`len` are live locals of the size we pass.
-    cvt(unsafe {
-        libc::getsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            opt,
-            (&mut val as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    })?;
-    Ok(val)
-}
-
-/// The socket's write timeout (`SO_SNDTIMEO`), `None` when unset.
-fn write_timeout(sock: BorrowedFd<'_>) -> io::Result<Option<Duration>> {
-    // SAFETY: an all-zero timeval is a valid value.
-    let mut tv: libc::timeval = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::timeval>() as libc::socklen_t;
-    // SAFETY: `tv`/`len` are live locals of the size we pass.
-    cvt(unsafe {
-        libc::getsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_SNDTIMEO,
-            (&mut tv as *mut libc::timeval).cast(),
-            &mut len,
-        )
-    })?;
-    let d = Duration::new(tv.tv_sec as u64, tv.tv_usec as u32 * 1000);
-    Ok((!d.is_zero()).then_some(d))
-}
-
 /// Waits for writability; `TimedOut` when the socket's timeout elapses first.
 fn wait_writable(sock: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<()> {
     let ms = timeout.map_or(-1, |d| d.as_millis().clamp(1, i32::MAX as u128) as i32);
@@ -201,7 +166,7 @@ fn use_sendfile(
     fsize: u64,
     sent: &mut u64,
 ) -> io::Result<()> {
-    let timeout = write_timeout(sock)?;
+    let timeout = send_timeout(sock)?;
     loop {
         if timeout.is_some() {
             wait_writable(sock, timeout)?;
@@ -229,7 +194,7 @@ fn use_send(
     count: Option<u64>,
     sent: &mut u64,
 ) -> io::Result<()> {
-    let timeout = write_timeout(sock)?;
+    let timeout = send_timeout(sock)?;
     let mut buf = vec![0u8; FALLBACK_BUF];
     loop {
         let want = match count {

@@ -11,7 +11,7 @@ use super::{BodyCache, RACY};
 /// without maybe waiting for a disk, so its cache never loads anything: the tests say
 /// so and check exactly that.
 fn nowait_reads(c: &mut BodyCache, f: &File) -> bool {
-    if cfg!(all(target_os = "linux", not(ferry_force_fallback))) {
+    if cfg!(ferry_uring) {
         return true;
     }
     eprintln!("NOT TESTED: the body cache itself (no RWF_NOWAIT in this build; it stays empty)");

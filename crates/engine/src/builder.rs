@@ -116,12 +116,12 @@ impl EngineBuilder {
     }
 }
 
-#[cfg(all(target_os = "linux", not(ferry_force_fallback)))]
+#[cfg(ferry_uring)]
 fn start_uring(ctx: Ctx) -> io::Result<Box<dyn Executor>> {
     Ok(Box::new(crate::backend::uring::Uring::start(ctx)?))
 }
 
-#[cfg(not(all(target_os = "linux", not(ferry_force_fallback))))]
+#[cfg(not(ferry_uring))]
 fn start_uring(_ctx: Ctx) -> io::Result<Box<dyn Executor>> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,

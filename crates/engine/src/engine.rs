@@ -15,7 +15,8 @@ use crate::gate::{Gate, Refused};
 use crate::group::Group;
 use crate::handle::{Slot, TransferHandle};
 use crate::proxy::{Proxy, ProxyHandle};
-use crate::resolve::{resolve, FdCache, Resolved};
+use crate::resolve::{resolve, FdCache};
+use crate::resolved::Resolved;
 use crate::stats::EngineStats;
 use crate::transfer::Transfer;
 

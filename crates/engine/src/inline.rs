@@ -23,7 +23,7 @@ use crate::backend::{steps, Ctx};
 use crate::handle::Slot;
 use crate::job::Job;
 use crate::plan::{Caps, Plan, Step, Strategy};
-use crate::resolve::{FdKind, Resolved};
+use crate::resolved::{FdKind, Resolved};
 use crate::sys;
 use crate::transfer::Transfer;
 

@@ -14,16 +14,13 @@ use crate::handle::{Completed, Slot};
 use crate::idle::IdleClock;
 use crate::modes::NonBlocking;
 use crate::plan::Plan;
-use crate::resolve::FdKind;
+use crate::resolved::FdKind;
 use crate::stats::Recorder;
 use crate::transfer::{SharedFd, TransferKind};
 
 /// A transfer in an executor's hands.
 pub(crate) struct Job {
-    #[cfg_attr(
-        not(all(target_os = "linux", not(ferry_force_fallback))),
-        allow(dead_code)
-    )]
+    #[cfg_attr(not(ferry_uring), allow(dead_code))]
     pub id: u64,
     pub kind: TransferKind,
     pub src_kind: FdKind,
@@ -176,10 +173,7 @@ impl Job {
     /// Completes the handle of a job whose ops may still be in a kernel that can no
     /// longer be asked (the ring failed): the job's fds, buffers and pipe are leaked,
     /// never freed while the kernel might use them.
-    #[cfg_attr(
-        not(all(target_os = "linux", not(ferry_force_fallback))),
-        allow(dead_code)
-    )]
+    #[cfg_attr(not(ferry_uring), allow(dead_code))]
     pub(crate) fn abandon(mut self, recorder: &Recorder) {
         self.plan
             .stop(io::ErrorKind::Other, "io_uring failed; transfer abandoned");

@@ -66,6 +66,7 @@ mod modes;
 mod plan;
 mod proxy;
 mod resolve;
+mod resolved;
 mod stats;
 mod sys;
 mod transfer;

@@ -63,9 +63,7 @@ fn mio_event_loop_with_engine() {
 #[test]
 fn local_engine_echo_and_http_on_both_backends() {
     let mut backends = vec!["blocking"];
-    if std::env::var("FERRY_BACKEND").as_deref() != Ok("blocking")
-        && cfg!(not(ferry_force_fallback))
-    {
+    if std::env::var("FERRY_BACKEND").as_deref() != Ok("blocking") && cfg!(ferry_uring) {
         backends.push("io_uring");
     } else {
         eprintln!("LocalEngine examples run on the readiness loop only in this run");

@@ -206,7 +206,7 @@ fn an_uncached_small_body_is_handed_to_the_backend_not_read_inline() {
             .unwrap();
         c.shutdown(Shutdown::Write).unwrap();
         assert!(rx.join().unwrap() == want);
-        if cfg!(all(target_os = "linux", not(ferry_force_fallback))) {
+        if cfg!(ferry_uring) {
             assert_eq!(engine.stats().inline_completed, after.inline_completed + 1);
         } else {
             // Without RWF_NOWAIT/cachestat nothing is safe to read on the caller's

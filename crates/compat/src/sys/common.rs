@@ -2,7 +2,7 @@
 //! writes that never raise SIGPIPE, and readiness waits.
 
 use std::io::{self, IoSlice};
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use crate::util::{cvt, cvt_r};
 
@@ -68,6 +68,56 @@ pub(crate) fn os_err(errno: i32) -> io::Error {
 pub(crate) fn get_fl(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
     // SAFETY: F_GETFL takes no argument and only reads the fd's flags.
     cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })
+}
+
+/// `fcntl(fd, cmd)` for the commands that take no argument (`F_GETFL`, `F_GETFD`).
+pub(crate) fn fcntl_get(fd: impl AsFd, cmd: libc::c_int) -> io::Result<libc::c_int> {
+    debug_assert!(cmd == libc::F_GETFL || cmd == libc::F_GETFD);
+    // SAFETY: F_GETFL/F_GETFD take no argument; the fd is borrowed for the call.
+    cvt(unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), cmd) })
+}
+
+/// `fcntl(fd, cmd, val)` for the commands that take an int (`F_SETFL`, `F_SETFD`).
+pub(crate) fn fcntl_set(fd: impl AsFd, cmd: libc::c_int, val: libc::c_int) -> io::Result<()> {
+    debug_assert!(cmd == libc::F_SETFL || cmd == libc::F_SETFD);
+    // SAFETY: F_SETFL/F_SETFD take an int argument; the fd is borrowed for the call.
+    cvt(unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), cmd, val) }).map(drop)
+}
+
+/// An int socket option at `SOL_SOCKET` (`SO_TYPE`, `SO_DOMAIN` …).
+pub(crate) fn getsockopt_int(sock: BorrowedFd<'_>, opt: libc::c_int) -> io::Result<libc::c_int> {
+    let mut val: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `val`/`len` are live locals of the size we pass.
+    cvt(unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            opt,
+            (&mut val as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(val)
+}
+
+/// The socket's write timeout (`SO_SNDTIMEO`), `None` when unset.
+pub(crate) fn send_timeout(sock: BorrowedFd<'_>) -> io::Result<Option<std::time::Duration>> {
+    // SAFETY: an all-zero timeval is a valid value.
+    let mut tv: libc::timeval = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::timeval>() as libc::socklen_t;
+    // SAFETY: `tv`/`len` are live locals of the size we pass.
+    cvt(unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            (&mut tv as *mut libc::timeval).cast(),
+            &mut len,
+        )
+    })?;
+    let d = std::time::Duration::new(tv.tv_sec as u64, tv.tv_usec as u32 * 1000);
+    Ok((!d.is_zero()).then_some(d))
 }
 
 pub(crate) fn lseek(fd: BorrowedFd<'_>, off: i64, whence: libc::c_int) -> io::Result<i64> {

@@ -11,8 +11,9 @@
 //! fallback for the rest; not compiled on our Linux CI), `fallback` (portable
 //! `pread`/`write` emulation, compiled everywhere so that it is type-checked and tested
 //! here; selected on Linux with `--cfg ferry_force_fallback`), and `common` (portable
-//! helpers the others share).
+//! helpers the others share), `afalg` (AF_ALG's `sendmsg` with control messages).
 
+pub(crate) mod afalg;
 pub(crate) mod common;
 
 #[cfg_attr(

@@ -31,7 +31,7 @@
 
 pub(crate) mod blocking;
 pub(crate) mod steps;
-#[cfg(all(target_os = "linux", not(ferry_force_fallback)))]
+#[cfg(ferry_uring)]
 pub(crate) mod uring;
 
 use std::io;

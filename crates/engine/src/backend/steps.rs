@@ -10,7 +10,7 @@ use ferry_pipes::PipePool;
 use crate::error::errno_of;
 use crate::job::Job;
 use crate::plan::Step;
-use crate::resolve::FdKind;
+use crate::resolved::FdKind;
 use crate::sys;
 
 fn errno<T>(r: std::io::Result<T>) -> Result<T, i32> {

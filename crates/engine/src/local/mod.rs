@@ -28,7 +28,8 @@ use crate::events::{ConnOp, Event, OpId};
 use crate::group::Group;
 use crate::handle::{Completed, Progress, Slot, TransferHandle};
 use crate::proxy::Proxy;
-use crate::resolve::{resolve, FdCache, Resolved};
+use crate::resolve::{resolve, FdCache};
+use crate::resolved::Resolved;
 use crate::stats::EngineStats;
 use crate::transfer::{SharedFd, Transfer};
 
@@ -147,16 +148,16 @@ impl LocalEngineBuilder {
     }
 }
 
-#[cfg(not(ferry_force_fallback))]
+#[cfg(ferry_uring)]
 fn uring(ctx: Ctx) -> io::Result<Box<dyn LocalExec>> {
     Ok(Box::new(crate::backend::uring::UringLocal::new(ctx)?))
 }
 
-#[cfg(ferry_force_fallback)]
+#[cfg(not(ferry_uring))]
 fn uring(_ctx: Ctx) -> io::Result<Box<dyn LocalExec>> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
-        "io_uring is not compiled in (--cfg ferry_force_fallback)",
+        "io_uring is not compiled in (not Linux, or --cfg ferry_force_fallback)",
     ))
 }
 

@@ -21,7 +21,7 @@
 use std::io;
 
 use crate::error::{kernel_error, TransferError};
-use crate::resolve::{FdKind, Resolved};
+use crate::resolved::{FdKind, Resolved};
 
 mod memory;
 mod staging;
@@ -202,10 +202,7 @@ impl Plan {
 
     /// Body bytes still expected from the source, as far as submit knew (`len`, else
     /// the file's size then); 0 when the next read is only to see the end.
-    #[cfg_attr(
-        not(all(target_os = "linux", not(ferry_force_fallback))),
-        allow(dead_code)
-    )]
+    #[cfg_attr(not(ferry_uring), allow(dead_code))]
     pub(crate) fn expected_left(&self) -> Option<u64> {
         self.hint.map(|h| h.saturating_sub(self.read))
     }
@@ -234,10 +231,7 @@ impl Plan {
     }
 
     /// Whether the plan has ended (succeeded, failed or stopped).
-    #[cfg_attr(
-        not(all(target_os = "linux", not(ferry_force_fallback))),
-        allow(dead_code)
-    )]
+    #[cfg_attr(not(ferry_uring), allow(dead_code))]
     pub(crate) fn is_done(&self) -> bool {
         self.done
     }
@@ -373,10 +367,7 @@ impl Plan {
 
     /// The drain to link behind a fill of `fill_len` bytes from an empty pipe (io_uring
     /// hard-linked pairs): it moves whatever the fill produced.
-    #[cfg_attr(
-        not(all(target_os = "linux", not(ferry_force_fallback))),
-        allow(dead_code)
-    )]
+    #[cfg_attr(not(ferry_uring), allow(dead_code))]
     pub(crate) fn linked_drain(&self, fill_len: usize) -> Step {
         Step::Drain {
             len: fill_len,
@@ -477,10 +468,7 @@ impl Plan {
 
     /// The result of a drain hard-linked behind a fill: an empty pipe's `EAGAIN`
     /// (the fill moved nothing) and a cancelled link are not errors.
-    #[cfg_attr(
-        not(all(target_os = "linux", not(ferry_force_fallback))),
-        allow(dead_code)
-    )]
+    #[cfg_attr(not(ferry_uring), allow(dead_code))]
     pub(crate) fn complete_linked_drain(&mut self, step: Step, result: Result<usize, i32>) {
         match result {
             Ok(0) => {}

@@ -64,10 +64,7 @@ impl Caps {
     };
 
     /// io_uring rings: reads, writes and splices, no `sendfile`/`copy_file_range`.
-    #[cfg_attr(
-        not(all(target_os = "linux", not(ferry_force_fallback))),
-        allow(dead_code)
-    )]
+    #[cfg_attr(not(ferry_uring), allow(dead_code))]
     pub(crate) const RING: Caps = Caps {
         sendfile: false,
         copy_range: false,

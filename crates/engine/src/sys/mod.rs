@@ -5,10 +5,13 @@
 //! `copy_file_range` and `O_NONBLOCK` come from `ferry-compat` (re-exported here), so
 //! their argument checks and clamps exist once.
 //!
-//! Modules: `unix` (portable POSIX calls, compiled everywhere) and `linux` (calls only
-//! Linux has: `preadv2(RWF_NOWAIT)`, `eventfd`). With `--cfg ferry_force_fallback` or
-//! off Linux, `nowait` reads report `EAGAIN` at once, so the inline attempt always
-//! hands over to a backend, and io_uring is not compiled.
+//! Modules: `unix` (portable POSIX calls, compiled everywhere), `connect` (a
+//! non-blocking connect and its `SO_ERROR`, with the socket address it needs), `epoll`
+//! (Linux: the readiness loop's epoll set, accept, recv, and the eventfd both
+//! executors wake with) and `linux` (with io_uring compiled in, `cfg(ferry_uring)`:
+//! `preadv2(RWF_NOWAIT)` and `cachestat`). Without it (`--cfg ferry_force_fallback`, or
+//! off Linux), `nowait` reads report `EAGAIN` at once, so the inline attempt always
+//! hands over to a backend.
 #![allow(unsafe_code)]
 
 mod unix;
@@ -22,13 +25,13 @@ mod epoll;
 #[cfg(target_os = "linux")]
 pub(crate) use epoll::*;
 
-#[cfg(all(target_os = "linux", not(ferry_force_fallback)))]
+#[cfg(ferry_uring)]
 mod linux;
-#[cfg(all(target_os = "linux", not(ferry_force_fallback)))]
+#[cfg(ferry_uring)]
 pub(crate) use linux::*;
 
 /// Without `RWF_NOWAIT`, a read that must not block cannot be made: say `EAGAIN`.
-#[cfg(not(all(target_os = "linux", not(ferry_force_fallback))))]
+#[cfg(not(ferry_uring))]
 pub(crate) fn pread_nowait(
     _fd: std::os::fd::BorrowedFd<'_>,
     _buf: &mut [u8],
@@ -38,7 +41,7 @@ pub(crate) fn pread_nowait(
 }
 
 /// Without `cachestat`, residency is unknown: say "not cached".
-#[cfg(not(all(target_os = "linux", not(ferry_force_fallback))))]
+#[cfg(not(ferry_uring))]
 pub(crate) fn all_cached(_fd: std::os::fd::BorrowedFd<'_>, _off: u64, _len: u64) -> bool {
     false
 }

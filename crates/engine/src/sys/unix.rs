@@ -259,10 +259,7 @@ pub(crate) fn close(fd: OwnedFd) -> io::Result<()> {
 }
 
 /// Takes ownership of an fd the kernel has just returned (an accepted connection).
-#[cfg_attr(
-    not(all(target_os = "linux", not(ferry_force_fallback))),
-    allow(dead_code)
-)]
+#[cfg_attr(not(ferry_uring), allow(dead_code))]
 pub(crate) fn owned_fd(fd: i32) -> OwnedFd {
     // SAFETY: the kernel just created `fd` for us (an accept result) and no one else
     // owns it; it is non-negative (callers pass only successful results).

@@ -37,7 +37,7 @@ pub fn expected_backend() -> Backend {
 /// Whether this build has the io_uring backend (Linux, and not the portable build
 /// forced with `--cfg ferry_force_fallback`).
 pub fn io_uring_compiled() -> bool {
-    cfg!(all(target_os = "linux", not(ferry_force_fallback)))
+    cfg!(ferry_uring)
 }
 
 pub fn engine() -> Engine {

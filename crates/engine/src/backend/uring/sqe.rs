@@ -1,5 +1,6 @@
 //! Plan steps as io_uring submission entries, and the one place entries enter the
-//! submission queue (the ring boundary: the only `unsafe` of this backend).
+//! submission queue (the ring boundary; with `buf_ring`, the memory shared with the
+//! kernel, it holds this backend's `unsafe`).
 #![allow(unsafe_code)]
 
 use std::io;
@@ -9,7 +10,7 @@ use io_uring::{opcode, squeue, types, IoUring};
 
 use crate::job::Job;
 use crate::plan::{Side, Step};
-use crate::resolve::FdKind;
+use crate::resolved::FdKind;
 
 /// `-1` as a file offset: "the current position" (streams: no offset).
 const NO_OFFSET: u64 = u64::MAX;

@@ -28,7 +28,7 @@ use crate::error::{errno_of, from_ret};
 use crate::events::Event;
 use crate::job::Job;
 use crate::plan::Step;
-use crate::resolve::FdKind;
+use crate::resolved::FdKind;
 
 /// `user_data` = tag in the top 8 bits, job id below.
 const TAG_SHIFT: u32 = 56;
@@ -192,14 +192,17 @@ impl Driver {
     /// finished; jobs with ops in flight are abandoned — their handles fail, but what
     /// the kernel may still use is leaked, never freed. Then new jobs are refused.
     fn fatal(&mut self, e: io::Error) {
-        let _ = e;
         self.dead = true;
+        // The jobs fail with the ring's error kind (what `io_uring_enter` said).
+        let kind = match e.kind() {
+            io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock => io::ErrorKind::Other,
+            k => k,
+        };
         // Connection ops' buffers and fds may be in the kernel: leaked, never freed.
         std::mem::forget(std::mem::take(&mut self.conns));
         for r in self.jobs.drain() {
             if r.in_flight.is_none() {
-                r.job
-                    .fail(&self.ctx.recorder, io::ErrorKind::Other, "io_uring failed");
+                r.job.fail(&self.ctx.recorder, kind, "io_uring failed");
             } else {
                 r.job.abandon(&self.ctx.recorder);
             }
