@@ -12,6 +12,8 @@ step() { printf '\n== %s\n' "$*" >&2; }
 
 step "format"
 cargo fmt --all -- --check
+step "module cycles"
+scripts/module-cycles.py
 step "clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 step "tests (default: linux syscalls, io_uring backend)"

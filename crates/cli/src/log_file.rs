@@ -1,5 +1,5 @@
 //! A log destination opened by path (or a standard stream), written in whole lines and
-//! reopened by path after SIGUSR1/SIGHUP (`crate::signals::log_generation`), so
+//! reopened by path after SIGUSR1/SIGHUP ([`request_reopen`], from `crate::signals`), so
 //! `logrotate` can move the file away: what was buffered goes to the old file, what
 //! follows to the new one. The access logs (one writer per thread) and the error log
 //! (one shared writer) are built on it.
@@ -8,7 +8,19 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use crate::signals;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// Asks every log writer to open its file again by its path at its next flush.
+pub fn request_reopen() {
+    GENERATION.fetch_add(1, Ordering::AcqRel);
+}
+
+/// How many reopens were asked for so far.
+fn generation() -> u64 {
+    GENERATION.load(Ordering::Acquire)
+}
 
 /// Where a log's lines go.
 #[derive(Debug, Clone)]
@@ -56,7 +68,7 @@ impl Target {
         Ok(LogWriter {
             out: BufWriter::with_capacity(BUFFER, out),
             target: self.clone(),
-            generation: signals::log_generation(),
+            generation: generation(),
         })
     }
 
@@ -90,7 +102,7 @@ impl LogWriter {
         let Target::File { path, flag } = &self.target else {
             return Ok(());
         };
-        let now = signals::log_generation();
+        let now = generation();
         if now == self.generation {
             return Ok(());
         }

@@ -8,23 +8,16 @@
 //! | SIGHUP | the same as SIGUSR1 (there is no configuration file to reload) |
 //! | SIGUSR2 | nothing (nginx's binary upgrade has no counterpart here); said in the error log |
 //!
-//! A stop is a flag the server threads look at every turn (≤ 250 ms); a reopen is a
-//! generation counter each log writer compares with its own before it writes.
+//! A stop is a flag the server threads look at every turn (≤ 250 ms); a reopen is
+//! `crate::log_file::request_reopen`, which every log writer follows at its next flush.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 
 use crate::error_log::{say, Kind, Level};
-
-static LOG_GENERATION: AtomicU64 = AtomicU64::new(0);
-
-/// How many times the log files were asked to be reopened so far.
-pub fn log_generation() -> u64 {
-    LOG_GENERATION.load(Ordering::Acquire)
-}
 
 /// Installs the handlers: `stop` is raised by the first stop signal. Every signal is
 /// said in the error log.
@@ -46,7 +39,7 @@ pub fn install(stop: &Arc<AtomicBool>) -> io::Result<()> {
                 match sig {
                     SIGUSR2 => say(Level::Notice, Kind::Signal, format_args!("{name}: nothing to do (ignored)")),
                     SIGUSR1 | SIGHUP => {
-                        LOG_GENERATION.fetch_add(1, Ordering::AcqRel);
+                        crate::log_file::request_reopen();
                         say(Level::Notice, Kind::Signal, format_args!("{name}: reopening log files"));
                     }
                     // A second one exits in its handler, before this thread hears of it.
