@@ -4,10 +4,10 @@
 //! (`net.ipv4.tcp_congestion_control`) that `ferry bench` prints.
 //!
 //! Why it is there: `bbr` paces every send, in TCP itself (one timer per socket) on a
-//! device without a qdisc such as loopback, and timers are dear on a VM: on this
-//! project's test machine a loopback proxy costs the machine 1.7× the CPU per response
-//! under `bbr`. Set on the proxy alone, with peers still on `bbr`, it costs more, not
-//! less: docs/proxy.md, "Congestion control".
+//! device without a qdisc such as loopback, and timers are dear on a VM: a loopback
+//! proxy costs the machine more CPU per response under `bbr` (figures:
+//! docs/benchmarks.md, "Congestion control"). Set on the proxy alone, with peers still
+//! on `bbr`, it costs more, not less: docs/proxy.md, "Congestion control".
 
 use std::io;
 use std::str::FromStr;

@@ -70,10 +70,9 @@ struct Running {
 }
 
 /// File bodies are spliced on the ring's thread only while at most this many jobs
-/// are running: one large response then pays no io-wq hop (1 MiB × 1: 85 µs of CPU
-/// per response instead of 120), while many go as hard-linked pairs on io-wq
-/// workers, which spread them over the cores (1 MiB × 64: 263 µs per response and
-/// 2× the req/s of one thread doing all splices, 451 µs). docs/engine.md.
+/// are running: one large response then pays no io-wq hop, while many go as
+/// hard-linked pairs on io-wq workers, which spread them over the cores (the
+/// measurements behind the number: docs/local.md, "Small and large bodies").
 const DIRECT_FILE_JOBS: usize = 2;
 
 pub(crate) struct Driver {
