@@ -170,9 +170,15 @@ impl Engine {
             }),
             group,
         );
-        let job =
-            crate::inline::prepare(t, r, slot.clone(), self.exec.caps(r.kind), &self.ctx, None);
-        if let Some(job) = crate::inline::or_hand_over(job, &self.ctx) {
+        let job = crate::backend::inline::prepare(
+            t,
+            r,
+            slot.clone(),
+            self.exec.caps(r.kind),
+            &self.ctx,
+            None,
+        );
+        if let Some(job) = crate::backend::inline::or_hand_over(job, &self.ctx) {
             self.exec.submit(job);
         }
         TransferHandle::new(slot)

@@ -58,7 +58,6 @@ mod gate;
 mod group;
 mod handle;
 mod idle;
-mod inline;
 mod job;
 #[cfg(target_os = "linux")]
 mod local;

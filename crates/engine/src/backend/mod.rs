@@ -25,11 +25,16 @@
 //! 6. **at shutdown**, fail what has not started and stop what runs (`Interrupted`,
 //!    "engine shut down"), wait for the kernel, then join its threads.
 //!
-//! Executors: [`blocking`] (threads making syscalls; also runs file → file for an
-//! io_uring engine, since io_uring has no `copy_file_range`), `uring` (one driver thread
-//! per ring), and the inline attempt (`crate::inline`) on the submitting thread.
+//! Executors, all here: [`blocking`] (threads making syscalls; also runs file → file for
+//! an io_uring engine, since io_uring has no `copy_file_range`), `uring` (a ring per
+//! driver thread, or one driven by a `LocalEngine`'s owner), [`readiness`] (a
+//! `LocalEngine` without io_uring: non-blocking syscalls on epoll readiness), and the
+//! inline attempt ([`inline`]) on the submitting thread.
 
 pub(crate) mod blocking;
+pub(crate) mod inline;
+#[cfg(target_os = "linux")]
+pub(crate) mod readiness;
 pub(crate) mod steps;
 #[cfg(ferry_uring)]
 pub(crate) mod uring;

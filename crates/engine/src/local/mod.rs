@@ -4,7 +4,6 @@
 //! the same plan with non-blocking syscalls driven by epoll.
 
 mod proxy;
-mod readiness;
 
 pub use proxy::LocalProxyHandle;
 
@@ -118,7 +117,7 @@ impl LocalEngineBuilder {
         let ctx = Ctx::new(self.config, self.pipe_size, self.pipe_pool_capacity)?;
         let mut fallback_reason = None;
         let exec: Box<dyn LocalExec> = match self.backend.with_env_override()? {
-            Backend::Blocking => Box::new(readiness::Readiness::new(ctx.clone())?),
+            Backend::Blocking => Box::new(crate::backend::readiness::Readiness::new(ctx.clone())?),
             Backend::IoUring => uring(ctx.clone())?,
             Backend::Auto => match uring(ctx.clone()) {
                 Ok(e) => e,
@@ -126,7 +125,7 @@ impl LocalEngineBuilder {
                     fallback_reason = Some(format!(
                         "io_uring unavailable ({e}); using the epoll readiness loop"
                     ));
-                    Box::new(readiness::Readiness::new(ctx.clone())?)
+                    Box::new(crate::backend::readiness::Readiness::new(ctx.clone())?)
                 }
             },
         };
@@ -340,8 +339,11 @@ impl LocalEngine {
             Some(files) if helper.is_some() => files.caps(r.kind),
             _ => self.exec.caps(r.kind),
         };
-        let job = crate::inline::prepare(t, r, slot.clone(), caps, &self.ctx, memory);
-        match (crate::inline::or_hand_over(job, &self.ctx), &self.files) {
+        let job = crate::backend::inline::prepare(t, r, slot.clone(), caps, &self.ctx, memory);
+        match (
+            crate::backend::inline::or_hand_over(job, &self.ctx),
+            &self.files,
+        ) {
             (Some(job), Some(files)) if helper.is_some() => files.submit(job),
             (Some(job), _) => self.exec.submit(job),
             // A helper job's event comes from its completion callback, never here.

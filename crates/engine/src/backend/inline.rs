@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use ferry_pipes::PipePool;
 
-use crate::backend::{steps, Ctx};
+use super::{steps, Ctx};
 use crate::handle::Slot;
 use crate::job::Job;
 use crate::plan::{Caps, Plan, Step, Strategy};
