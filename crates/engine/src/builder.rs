@@ -94,24 +94,19 @@ impl EngineBuilder {
     /// [`Engine::fallback_reason`].
     pub fn build(self) -> io::Result<Engine> {
         let ctx = Ctx::new(self.config.clone(), self.pipe_size, self.pipe_pool_capacity)?;
-        let mut fallback_reason = None;
-        let blocking = |ctx: Ctx| -> io::Result<Box<dyn Executor>> {
-            let n = ctx.config.threads.max(1) * 4;
-            Ok(Box::new(Blocking::start(ctx, n, "ferry-blk")?))
-        };
-        let exec = match self.backend.with_env_override()? {
-            Backend::Blocking => blocking(ctx.clone())?,
-            Backend::IoUring => start_uring(ctx.clone())?,
-            Backend::Auto => match start_uring(ctx.clone()) {
-                Ok(e) => e,
-                Err(e) => {
-                    fallback_reason = Some(format!(
-                        "io_uring unavailable ({e}); using the blocking backend"
-                    ));
-                    blocking(ctx.clone())?
-                }
+        let threads = ctx.config.threads.max(1) * 4;
+        let (exec, fallback_reason) = crate::backend::choose(
+            self.backend,
+            || start_uring(ctx.clone()),
+            || -> io::Result<Box<dyn Executor>> {
+                Ok(Box::new(Blocking::start(
+                    ctx.clone(),
+                    threads,
+                    "ferry-blk",
+                )?))
             },
-        };
+            "the blocking backend",
+        )?;
         Ok(Engine::from_parts(exec, ctx, fallback_reason))
     }
 }
@@ -123,10 +118,7 @@ fn start_uring(ctx: Ctx) -> io::Result<Box<dyn Executor>> {
 
 #[cfg(not(ferry_uring))]
 fn start_uring(_ctx: Ctx) -> io::Result<Box<dyn Executor>> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "io_uring is not compiled in (not Linux, or --cfg ferry_force_fallback)",
-    ))
+    Err(crate::backend::uring_not_compiled())
 }
 
 impl Engine {

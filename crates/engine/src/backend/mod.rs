@@ -143,3 +143,35 @@ pub(crate) trait Executor: Send + Sync {
     /// Stops taking work, stops what runs, waits for the kernel, joins threads.
     fn shutdown(&mut self);
 }
+
+/// The executor `backend` asks for (after the `FERRY_BACKEND` override), the one choice
+/// `Engine` and `LocalEngine` share: io_uring, the portable executor, or — `Auto` —
+/// io_uring where it starts, else the portable one with the reason why (for
+/// `fallback_reason`). `portable_name` says which portable executor that is.
+pub(crate) fn choose<E>(
+    backend: Backend,
+    uring: impl Fn() -> io::Result<E>,
+    portable: impl FnOnce() -> io::Result<E>,
+    portable_name: &str,
+) -> io::Result<(E, Option<String>)> {
+    match backend.with_env_override()? {
+        Backend::Blocking => Ok((portable()?, None)),
+        Backend::IoUring => Ok((uring()?, None)),
+        Backend::Auto => match uring() {
+            Ok(e) => Ok((e, None)),
+            Err(e) => {
+                let why = format!("io_uring unavailable ({e}); using {portable_name}");
+                Ok((portable()?, Some(why)))
+            }
+        },
+    }
+}
+
+/// What starting io_uring says in a build without it.
+#[cfg(not(ferry_uring))]
+pub(crate) fn uring_not_compiled() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "io_uring is not compiled in (not Linux, or --cfg ferry_force_fallback)",
+    )
+}

@@ -115,20 +115,16 @@ impl LocalEngineBuilder {
     /// Builds the engine on the calling thread (which then owns it).
     pub fn build(self) -> io::Result<LocalEngine> {
         let ctx = Ctx::new(self.config, self.pipe_size, self.pipe_pool_capacity)?;
-        let mut fallback_reason = None;
-        let exec: Box<dyn LocalExec> = match self.backend.with_env_override()? {
-            Backend::Blocking => Box::new(crate::backend::readiness::Readiness::new(ctx.clone())?),
-            Backend::IoUring => uring(ctx.clone())?,
-            Backend::Auto => match uring(ctx.clone()) {
-                Ok(e) => e,
-                Err(e) => {
-                    fallback_reason = Some(format!(
-                        "io_uring unavailable ({e}); using the epoll readiness loop"
-                    ));
-                    Box::new(crate::backend::readiness::Readiness::new(ctx.clone())?)
-                }
+        let (exec, fallback_reason) = crate::backend::choose(
+            self.backend,
+            || uring(ctx.clone()),
+            || -> io::Result<Box<dyn LocalExec>> {
+                Ok(Box::new(crate::backend::readiness::Readiness::new(
+                    ctx.clone(),
+                )?))
             },
-        };
+            "the epoll readiness loop",
+        )?;
         Ok(LocalEngine {
             canceller: exec.canceller(),
             files_done: exec.file_helper_done(),
@@ -154,10 +150,7 @@ fn uring(ctx: Ctx) -> io::Result<Box<dyn LocalExec>> {
 
 #[cfg(not(ferry_uring))]
 fn uring(_ctx: Ctx) -> io::Result<Box<dyn LocalExec>> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "io_uring is not compiled in (not Linux, or --cfg ferry_force_fallback)",
-    ))
+    Err(crate::backend::uring_not_compiled())
 }
 
 /// A ring owned and driven by one thread. See the [crate documentation](crate) and
