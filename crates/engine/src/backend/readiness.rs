@@ -28,10 +28,23 @@ use crate::transfer::TransferKind;
 /// The epoll token of the cancel eventfd (other tokens are fd numbers).
 const NOTIFY: u64 = u64::MAX;
 
+/// Where a non-blocking `connect` is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Connecting {
+    /// Not called yet.
+    NotStarted,
+    /// Called once (its result decides).
+    Called,
+    /// In progress: waiting for writability, then `SO_ERROR` says how it ended.
+    InProgress,
+}
+
 struct Conn {
     op: ConnOp,
     /// Bytes of a `Send` already written.
     sent: usize,
+    /// A `Connect`'s stage.
+    connecting: Connecting,
     /// A listener is switched to non-blocking while accepted on.
     _mode: Option<NonBlocking>,
 }
@@ -290,15 +303,15 @@ impl Readiness {
             },
             ConnOp::Connect(fd, addr) => {
                 // First run: start the (non-blocking) connect; after writability, its result.
-                let result = if c.sent == 0 {
-                    c.sent = 1;
+                let result = if c.connecting == Connecting::NotStarted {
+                    c.connecting = Connecting::Called;
                     sys::connect(fd.as_fd(), &sys::RawAddr::new(addr))
                 } else {
                     sys::socket_error(fd.as_fd())
                 };
                 match result {
-                    Err(libc::EINPROGRESS | libc::EAGAIN) if c.sent == 1 => {
-                        c.sent = 2;
+                    Err(libc::EINPROGRESS | libc::EAGAIN) if c.connecting == Connecting::Called => {
+                        c.connecting = Connecting::InProgress;
                         Some((fd.as_fd().as_raw_fd(), true))
                     }
                     r => {
@@ -383,6 +396,7 @@ impl LocalExec for Readiness {
             Conn {
                 op,
                 sent: 0,
+                connecting: Connecting::NotStarted,
                 _mode: mode,
             },
         );
