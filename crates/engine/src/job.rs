@@ -132,6 +132,18 @@ impl Job {
         }
     }
 
+    /// `check_stop` at the present instant, reading the clock only when the job has a
+    /// deadline or an idle timeout (most have neither: one clock read per step saved).
+    pub(crate) fn check_stop_now(&mut self) -> bool {
+        let now = if self.deadline.is_some() || self.idle.is_some() {
+            Instant::now()
+        } else {
+            // Only cancel can stop it; the instant is not looked at.
+            self.started.unwrap_or_else(Instant::now)
+        };
+        self.check_stop(now)
+    }
+
     /// The next instant at which `check_stop` may stop the job by itself.
     pub(crate) fn next_timer(&self) -> Option<Instant> {
         let idle = self.idle.as_ref().map(|c| c.expires());

@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::drive::{drive, Issued};
 use super::{steps, Ctx, Executor, TICK};
 use crate::backend_kind::Backend;
 use crate::job::Job;
@@ -103,33 +104,29 @@ fn worker(rx: Receiver<Job>, ctx: Ctx, stopping: Arc<AtomicBool>) {
 
 /// Runs the job's plan to its end with syscalls.
 fn run(job: &mut Job, ctx: &Ctx, stopping: &AtomicBool) {
-    job.start();
-    loop {
+    drive(job, |job, step| {
         if stopping.load(Ordering::Acquire) {
             job.plan
                 .stop(io::ErrorKind::Interrupted, "engine shut down");
+            return Issued::Again;
         }
-        job.check_stop(Instant::now());
-        let step = job.plan.next();
         match step {
-            Step::Done => return,
             Step::Poll(side) => {
                 if side == Side::Src {
                     job.release_idle_pipe();
                 }
                 // Asked again every tick while waiting: count the wait once, when it ends.
-                if let Some(r) = wait(job, side) {
-                    ctx.recorder.eagain.fetch_add(1, Ordering::Relaxed);
-                    job.plan.complete(step, r);
+                match wait(job, side) {
+                    Some(r) => {
+                        ctx.recorder.eagain.fetch_add(1, Ordering::Relaxed);
+                        Issued::Ran(r)
+                    }
+                    None => Issued::Again,
                 }
             }
-            _ => {
-                let r = steps::run(job, step, &ctx.pool, false);
-                job.plan.complete(step, r);
-                job.report_progress();
-            }
+            _ => Issued::Ran(steps::run(job, step, &ctx.pool, false)),
         }
-    }
+    });
 }
 
 /// Polls one side for at most a tick (less when the deadline is nearer); `None` when

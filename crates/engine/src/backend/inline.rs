@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use ferry_pipes::PipePool;
 
+use super::drive::{drive, Issued};
 use super::{steps, Ctx};
 use crate::handle::Slot;
 use crate::job::Job;
@@ -121,24 +122,17 @@ pub(crate) fn eligible(job: &Job) -> bool {
 /// Runs the plan while no step would block; true when the plan has ended (success or
 /// failure), false when a backend must continue it.
 pub(crate) fn attempt(job: &mut Job, pool: &PipePool) -> bool {
-    job.start();
-    loop {
-        let step = job.plan.next();
-        match step {
-            Step::Done => return true,
-            Step::Read { .. }
-            | Step::Send { .. }
-            | Step::Header { .. }
-            | Step::Sendfile { .. }
-            | Step::Gather { .. }
-            | Step::Trailer { .. } => {
-                let r = steps::run(job, step, pool, true);
-                if r == Err(libc::EAGAIN) {
-                    return false; // not cached / socket full: the same step, elsewhere
-                }
-                job.plan.complete(step, r);
-            }
-            _ => return false,
-        }
-    }
+    drive(job, |job, step| match step {
+        Step::Read { .. }
+        | Step::Send { .. }
+        | Step::Header { .. }
+        | Step::Sendfile { .. }
+        | Step::Gather { .. }
+        | Step::Trailer { .. } => match steps::run(job, step, pool, true) {
+            // Not cached / socket full: the same step, elsewhere.
+            Err(libc::EAGAIN) => Issued::Pending,
+            r => Issued::Ran(r),
+        },
+        _ => Issued::Pending,
+    })
 }

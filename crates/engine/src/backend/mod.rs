@@ -1,10 +1,11 @@
 //! The backend contract: what every executor of transfers owes the engine.
 //!
 //! An executor receives [`Job`]s — a checked transfer with its [`Plan`](crate::plan::Plan),
-//! its fds (`Arc`s), its handle's slot and deadline — and runs the plan: it asks
-//! `job.plan.next()` for a step, carries the step out (a syscall, an io_uring op, a
-//! readiness wait), reports the result with `job.plan.complete(step, result)`, and
-//! repeats until the step is `Done`. It never decides transfer semantics itself (EOF
+//! its fds (`Arc`s), its handle's slot and deadline — and runs the plan through the one
+//! step loop, [`drive::drive`]: it supplies how a step is carried out (a syscall, an
+//! io_uring op, a readiness wait) and, for a step left pending, gives the result to
+//! `job.plan.complete(step, result)` when it comes and drives again, until the plan is
+//! done. It never decides transfer semantics itself (EOF
 //! before `len`, `MORE`, byte accounting, which side to poll): the plan does.
 //!
 //! Every executor must:
@@ -32,6 +33,7 @@
 //! inline attempt ([`inline`]) on the submitting thread.
 
 pub(crate) mod blocking;
+pub(crate) mod drive;
 pub(crate) mod inline;
 #[cfg(target_os = "linux")]
 pub(crate) mod readiness;

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use crate::backend::drive::{drive, Issued};
 use crate::backend::{steps, Ctx, LocalExec};
 use crate::backend_kind::Backend;
 use crate::events::{ended, ConnOp, Event, OpId};
@@ -103,26 +104,7 @@ impl Readiness {
 
     /// `id` waits until `fd` is readable (`out`: writable).
     fn wait_for(&mut self, fd: RawFd, out: bool, id: u64) -> io::Result<()> {
-        let ev = if out { libc::EPOLLOUT } else { libc::EPOLLIN } as u32;
-        let w = self.waits.entry(fd).or_default();
-        w.ids.push(id);
-        let events = w.events | ev;
-        let op = if w.events == 0 {
-            libc::EPOLL_CTL_ADD
-        } else {
-            libc::EPOLL_CTL_MOD
-        };
-        w.events = events;
-        let ep = self.epoll.as_fd();
-        match sys::epoll_ctl(ep, op, fd, events, fd as u64) {
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                sys::epoll_ctl(ep, libc::EPOLL_CTL_MOD, fd, events, fd as u64)
-            }
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                sys::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, events, fd as u64)
-            }
-            r => r,
-        }
+        wait_for(&self.epoll, &mut self.waits, fd, out, id)
     }
 
     fn run_all(&mut self, out: &mut Vec<Event>) {
@@ -137,48 +119,44 @@ impl Readiness {
 
     /// Runs job `id`'s plan until it must wait or ends.
     fn run_job(&mut self, id: u64, out: &mut Vec<Event>) {
-        loop {
-            let Some(job) = self.jobs.get_mut(&id) else {
-                return;
-            };
-            job.start();
-            job.check_stop(Instant::now());
-            let step = job.plan.next();
-            match step {
-                Step::Done => {
-                    self.polling.remove(&id);
-                    let job = self.jobs.remove(&id).expect("present");
-                    job.finish(&self.ctx.recorder);
-                    out.push(Event::TransferDone { op: OpId(id) });
-                    return;
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        let (ctx, epoll, waits, polling, timers) = (
+            &self.ctx,
+            &self.epoll,
+            &mut self.waits,
+            &mut self.polling,
+            &mut self.timers,
+        );
+        let done = drive(job, |job, step| match step {
+            Step::Poll(side) => {
+                ctx.recorder.eagain.fetch_add(1, Ordering::Relaxed);
+                if side == Side::Src {
+                    job.release_idle_pipe();
                 }
-                Step::Poll(side) => {
-                    self.ctx.recorder.eagain.fetch_add(1, Ordering::Relaxed);
-                    if side == Side::Src {
-                        job.release_idle_pipe();
-                    }
-                    let fd = match side {
-                        Side::Src => job.src.as_fd().as_raw_fd(),
-                        Side::Dst => job.dst.as_fd().as_raw_fd(),
-                    };
-                    if let Some(t) = job.next_timer() {
-                        self.timers.push(Reverse((t, id)));
-                    }
-                    if let Err(e) = self.wait_for(fd, side == Side::Dst, id) {
-                        let job = self.jobs.get_mut(&id).expect("present");
-                        job.plan
-                            .complete(step, Err(e.raw_os_error().unwrap_or(libc::EIO)));
-                        continue;
-                    }
-                    self.polling.insert(id, side);
-                    return;
+                let fd = match side {
+                    Side::Src => job.src.as_fd().as_raw_fd(),
+                    Side::Dst => job.dst.as_fd().as_raw_fd(),
+                };
+                if let Some(t) = job.next_timer() {
+                    timers.push(Reverse((t, id)));
                 }
-                _ => {
-                    let r = steps::run(job, step, &self.ctx.pool, false);
-                    job.plan.complete(step, r);
-                    job.report_progress();
+                match wait_for(epoll, waits, fd, side == Side::Dst, id) {
+                    Ok(()) => {
+                        polling.insert(id, side);
+                        Issued::Pending
+                    }
+                    Err(e) => Issued::Ran(Err(e.raw_os_error().unwrap_or(libc::EIO))),
                 }
             }
+            _ => Issued::Ran(steps::run(job, step, &ctx.pool, false)),
+        });
+        if done {
+            self.polling.remove(&id);
+            let job = self.jobs.remove(&id).expect("present");
+            job.finish(&self.ctx.recorder);
+            out.push(Event::TransferDone { op: OpId(id) });
         }
     }
 
@@ -497,5 +475,35 @@ impl LocalExec for Readiness {
             job.finish(&self.ctx.recorder);
         }
         self.conns.clear();
+    }
+}
+
+/// Adds `id` to the waiters of `fd` (readable, or writable with `out`) in the epoll set.
+fn wait_for(
+    epoll: &OwnedFd,
+    waits: &mut HashMap<RawFd, Waiters>,
+    fd: RawFd,
+    out: bool,
+    id: u64,
+) -> io::Result<()> {
+    let ev = if out { libc::EPOLLOUT } else { libc::EPOLLIN } as u32;
+    let w = waits.entry(fd).or_default();
+    w.ids.push(id);
+    let events = w.events | ev;
+    let op = if w.events == 0 {
+        libc::EPOLL_CTL_ADD
+    } else {
+        libc::EPOLL_CTL_MOD
+    };
+    w.events = events;
+    let ep = epoll.as_fd();
+    match sys::epoll_ctl(ep, op, fd, events, fd as u64) {
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+            sys::epoll_ctl(ep, libc::EPOLL_CTL_MOD, fd, events, fd as u64)
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+            sys::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, events, fd as u64)
+        }
+        r => r,
     }
 }

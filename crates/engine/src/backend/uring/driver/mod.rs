@@ -23,6 +23,7 @@ use slab::Slab;
 use super::conn::ConnTable;
 use super::sqe::{self, Backlog};
 use super::wake::Wake;
+use crate::backend::drive::{drive, Issued};
 use crate::backend::Ctx;
 use crate::error::{errno_of, from_ret};
 use crate::events::Event;
@@ -501,78 +502,67 @@ impl Driver {
     fn advance(&mut self, k: usize) {
         let link = self.ctx.config.link_splices;
         let busy = self.jobs.len() > DIRECT_FILE_JOBS;
-        loop {
-            let r = &mut self.jobs[k];
-            r.job.check_stop(Instant::now());
-            let step = r.job.plan.next();
-            let id = r.job.id;
-            match step {
-                Step::Done => return self.finish(k),
-                // Splices between non-blocking streams and a pooled (non-blocking) pipe
-                // never wait: make them here, as plain syscalls. An io_uring SPLICE
-                // always runs on an io-wq worker — a thread hop per chunk, which cost a
-                // proxy twice HAProxy's CPU per MiB. A file is read here only when the
-                // range is in the page cache; otherwise the fill stays a ring op (a
-                // page-cache miss would block this thread).
-                Step::Fill { .. }
-                | Step::Drain { .. }
-                | Step::Gather { .. }
-                | Step::Read { .. }
-                    if direct(&r.job, step, busy) =>
-                {
-                    let res = crate::backend::steps::run(&mut r.job, step, &self.ctx.pool, false);
-                    r.job.plan.complete(step, res);
-                    r.job.report_progress();
-                    continue;
+        let (ctx, backlog) = (&self.ctx, &mut self.backlog);
+        let r = &mut self.jobs[k];
+        let (job, in_flight) = (&mut r.job, &mut r.in_flight);
+        let id = job.id;
+        let done = drive(job, |job, step| match step {
+            // Splices between non-blocking streams and a pooled (non-blocking) pipe
+            // never wait: make them here, as plain syscalls. An io_uring SPLICE always
+            // runs on an io-wq worker — a thread hop per chunk, which cost a proxy twice
+            // HAProxy's CPU per MiB. A file is read here only when the range is in the
+            // page cache; otherwise the fill stays a ring op (a page-cache miss would
+            // block this thread).
+            Step::Fill { .. } | Step::Drain { .. } | Step::Gather { .. } | Step::Read { .. }
+                if direct(job, step, busy) =>
+            {
+                Issued::Ran(crate::backend::steps::run(job, step, &ctx.pool, false))
+            }
+            Step::Fill { max, .. } => {
+                if job.pipe.is_none() {
+                    match ctx.pool.get() {
+                        Ok(p) => job.pipe = Some(p),
+                        Err(e) => return Issued::Ran(Err(errno_of(&e))),
+                    }
                 }
-                Step::Fill { max, .. } => {
-                    if r.job.pipe.is_none() {
-                        match self.ctx.pool.get() {
-                            Ok(p) => r.job.pipe = Some(p),
-                            Err(e) => {
-                                r.job.plan.complete(step, Err(errno_of(&e)));
-                                continue;
-                            }
-                        }
-                    }
-                    let len = max.min(r.job.pipe.as_ref().map_or(0, |p| p.size()));
-                    let Some(fill) = sqe::entry(&mut r.job, step, len) else {
-                        r.job.plan.complete(step, Err(libc::EOPNOTSUPP));
-                        continue;
-                    };
-                    let fill = fill.user_data(ud(TAG_OP, id));
-                    if link {
-                        // The drain runs right after the fill in the same io-wq worker
-                        // and moves whatever the fill produced (one round trip a chunk).
-                        let drain = r.job.plan.linked_drain(len);
-                        let d = sqe::entry(&mut r.job, drain, 0).expect("pipe present");
-                        self.backlog
-                            .push_linked(fill, d.user_data(ud(TAG_LINKED, id)));
-                        r.in_flight = Some((step, Some(drain)));
-                    } else {
-                        self.backlog.push(fill);
-                        r.in_flight = Some((step, None));
-                    }
-                    return;
+                let len = max.min(job.pipe.as_ref().map_or(0, |p| p.size()));
+                let Some(fill) = sqe::entry(job, step, len) else {
+                    return Issued::Ran(Err(libc::EOPNOTSUPP));
+                };
+                let fill = fill.user_data(ud(TAG_OP, id));
+                if link {
+                    // The drain runs right after the fill in the same io-wq worker and
+                    // moves whatever the fill produced (one round trip a chunk).
+                    let drain = job.plan.linked_drain(len);
+                    let d = sqe::entry(job, drain, 0).expect("pipe present");
+                    backlog.push_linked(fill, d.user_data(ud(TAG_LINKED, id)));
+                    *in_flight = Some((step, Some(drain)));
+                } else {
+                    backlog.push(fill);
+                    *in_flight = Some((step, None));
                 }
-                _ => {
-                    if let Step::Poll(side) = step {
-                        self.ctx.recorder.eagain.fetch_add(1, Ordering::Relaxed);
-                        if side == crate::plan::Side::Src {
-                            r.job.release_idle_pipe();
-                        }
+                Issued::Pending
+            }
+            _ => {
+                if let Step::Poll(side) = step {
+                    ctx.recorder.eagain.fetch_add(1, Ordering::Relaxed);
+                    if side == crate::plan::Side::Src {
+                        job.release_idle_pipe();
                     }
-                    match sqe::entry(&mut r.job, step, 0) {
-                        Some(e) => {
-                            self.backlog.push(e.user_data(ud(TAG_OP, id)));
-                            r.in_flight = Some((step, None));
-                            return;
-                        }
-                        // No opcode for it (sendfile, copy_file_range): step down.
-                        None => r.job.plan.complete(step, Err(libc::EOPNOTSUPP)),
+                }
+                match sqe::entry(job, step, 0) {
+                    Some(e) => {
+                        backlog.push(e.user_data(ud(TAG_OP, id)));
+                        *in_flight = Some((step, None));
+                        Issued::Pending
                     }
+                    // No opcode for it (sendfile, copy_file_range): step down.
+                    None => Issued::Ran(Err(libc::EOPNOTSUPP)),
                 }
             }
+        });
+        if done {
+            self.finish(k);
         }
     }
 
