@@ -138,12 +138,7 @@ impl Engine {
     /// `InvalidInput` naming the argument for a non-socket, a listening socket, or the
     /// same socket twice. Waits like `submit` for two slots of `max_in_flight`.
     pub fn proxy(&self, proxy: Proxy) -> io::Result<ProxyHandle> {
-        proxy.check()?;
-        let (up, down) = proxy.transfers();
-        let (ru, rd) = (
-            resolve(&up, &self.fd_cache)?,
-            resolve(&down, &self.fd_cache)?,
-        );
+        let [(up, ru), (down, rd)] = proxy.resolve(&self.fd_cache)?;
         self.gate.acquire(true).map_err(refused)?;
         if let Err(e) = self.gate.acquire(true) {
             self.gate.release();

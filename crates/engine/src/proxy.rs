@@ -21,6 +21,8 @@ use std::time::Duration;
 use crate::group::Group;
 use crate::handle::{Completed, TransferHandle};
 use crate::idle::IdleClock;
+use crate::resolve::{resolve, FdCache};
+use crate::resolved::Resolved;
 use crate::sys::{self, FileType};
 use crate::transfer::{SharedFd, Transfer};
 use crate::TransferError;
@@ -111,6 +113,15 @@ impl Proxy {
             return Err(invalid("server", "is the same socket as client"));
         }
         Ok(())
+    }
+
+    /// Checks the sockets and resolves both directions (client → server first), the
+    /// one preparation `Engine::proxy` and `LocalEngine::proxy` share.
+    pub(crate) fn resolve(self, cache: &FdCache) -> io::Result<[(Transfer, Resolved); 2]> {
+        self.check()?;
+        let (up, down) = self.transfers();
+        let (ru, rd) = (resolve(&up, cache)?, resolve(&down, cache)?);
+        Ok([(up, ru), (down, rd)])
     }
 
     /// The two directions: (client → server, server → client), linked by one idle clock.

@@ -291,12 +291,7 @@ impl LocalEngine {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn proxy(&mut self, p: Proxy) -> io::Result<LocalProxyHandle> {
-        p.check()?;
-        let (up, down) = p.transfers();
-        let (ru, rd) = (
-            resolve(&up, &self.fd_cache)?,
-            resolve(&down, &self.fd_cache)?,
-        );
+        let [(up, ru), (down, rd)] = p.resolve(&self.fd_cache)?;
         let group = Arc::new(Group::default());
         let hu = self.start(up, &ru, Some(group.clone()));
         let hd = self.start(down, &rd, Some(group.clone()));
