@@ -9,11 +9,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use crate::backend::inline::Start;
 use crate::backend::{Ctx, Executor};
 use crate::backend_kind::Backend;
 use crate::gate::{Gate, Refused};
 use crate::group::Group;
-use crate::handle::{Slot, TransferHandle};
+use crate::handle::TransferHandle;
 use crate::proxy::{Proxy, ProxyHandle};
 use crate::resolve::{resolve, FdCache};
 use crate::resolved::Resolved;
@@ -153,32 +154,20 @@ impl Engine {
     /// Runs a resolved transfer whose gate slot is taken: the inline attempt, else an
     /// executor.
     fn start(&self, t: Transfer, r: &Resolved, group: Option<Arc<Group>>) -> TransferHandle {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (gate, rec) = (self.gate.clone(), self.ctx.recorder.clone());
-        rec.in_flight.fetch_add(1, Ordering::Relaxed);
-        let slot = Slot::new(
-            id,
-            self.canceller.clone(),
-            Box::new(move || {
-                rec.in_flight.fetch_sub(1, Ordering::Relaxed);
-                gate.release();
-            }),
+        let gate = self.gate.clone();
+        let start = Start {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            canceller: self.canceller.clone(),
             group,
-        );
-        let job = crate::backend::inline::prepare(
-            t,
-            r,
-            slot.clone(),
-            self.exec.caps(r.kind),
-            &self.ctx,
-            None,
-        );
-        if let Some(job) = crate::backend::inline::or_hand_over(job, &self.ctx) {
+            done: Box::new(move || gate.release()),
+        };
+        let caps = self.exec.caps(r.kind);
+        let (slot, job) = crate::backend::inline::start(start, t, r, caps, &self.ctx, None);
+        if let Some(job) = job {
             self.exec.submit(job);
         }
         TransferHandle::new(slot)
     }
-
     /// A snapshot of the statistics; cheap, callable from any thread.
     pub fn stats(&self) -> EngineStats {
         self.ctx

@@ -21,12 +21,51 @@ use ferry_pipes::PipePool;
 
 use super::drive::{drive, Issued};
 use super::{steps, Ctx};
+use crate::group::Group;
 use crate::handle::Slot;
 use crate::job::Job;
 use crate::plan::{Caps, Plan, Step, Strategy};
 use crate::resolved::{FdKind, Resolved};
 use crate::sys;
 use crate::transfer::Transfer;
+
+/// What a start needs besides the transfer: its id, how a cancel reaches its executor,
+/// the group it fails with (a proxy's other direction), and what runs once it is done
+/// (after the in-flight count drops: the gate's slot back, a helper's event).
+pub(crate) struct Start {
+    pub id: u64,
+    pub canceller: Arc<dyn Fn(u64) + Send + Sync>,
+    pub group: Option<Arc<Group>>,
+    pub done: Box<dyn Fn() + Send + Sync>,
+}
+
+/// The start every submit path shares (`Engine` and `LocalEngine`): the transfer
+/// counted in flight, its completion slot, the job prepared for an executor that can
+/// do `caps` (`memory`: the body from a body cache), and the inline attempt. Returns
+/// the slot, and the job still to hand over (`None`: it finished inline).
+pub(crate) fn start(
+    s: Start,
+    t: Transfer,
+    r: &Resolved,
+    caps: Caps,
+    ctx: &Ctx,
+    memory: Option<Arc<[u8]>>,
+) -> (Arc<Slot>, Option<Job>) {
+    let rec = ctx.recorder.clone();
+    rec.in_flight.fetch_add(1, Ordering::Relaxed);
+    let done = s.done;
+    let slot = Slot::new(
+        s.id,
+        s.canceller,
+        Box::new(move || {
+            rec.in_flight.fetch_sub(1, Ordering::Relaxed);
+            done();
+        }),
+        s.group,
+    );
+    let job = prepare(t, r, slot.clone(), caps, ctx, memory);
+    (slot, or_hand_over(job, ctx))
+}
 
 /// The job of a checked transfer, for an executor that can do `caps` (every
 /// submit path — `Engine` and `LocalEngine` — builds it here). `memory`: the source

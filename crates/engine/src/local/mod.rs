@@ -20,6 +20,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::backend::blocking::Blocking;
+use crate::backend::inline::Start;
 use crate::backend::{Config, Ctx, Executor, LocalExec};
 use crate::backend_kind::Backend;
 use crate::body_cache::BodyCache;
@@ -302,8 +303,6 @@ impl LocalEngine {
     /// file → file transfer on io_uring, the file worker thread).
     fn start(&mut self, t: Transfer, r: &Resolved, group: Option<Arc<Group>>) -> LocalHandle {
         let id = self.next_id();
-        let rec = self.ctx.recorder.clone();
-        rec.in_flight.fetch_add(1, Ordering::Relaxed);
         let helper = match self.files_done.clone() {
             Some(done) if r.kind == crate::transfer::TransferKind::FileToFile => {
                 self.file_worker().map(|_| done)
@@ -311,27 +310,23 @@ impl LocalEngine {
             _ => None,
         };
         let on_done = helper.clone();
-        let slot = Slot::new(
+        let start = Start {
             id,
-            self.canceller.clone(),
-            Box::new(move || {
-                rec.in_flight.fetch_sub(1, Ordering::Relaxed);
+            canceller: self.canceller.clone(),
+            group,
+            done: Box::new(move || {
                 if let Some(done) = &on_done {
                     done(id); // the owner's next turn reports it
                 }
             }),
-            group,
-        );
+        };
         let memory = self.memory_body(&t, r);
         let caps = match &self.files {
             Some(files) if helper.is_some() => files.caps(r.kind),
             _ => self.exec.caps(r.kind),
         };
-        let job = crate::backend::inline::prepare(t, r, slot.clone(), caps, &self.ctx, memory);
-        match (
-            crate::backend::inline::or_hand_over(job, &self.ctx),
-            &self.files,
-        ) {
+        let (slot, job) = crate::backend::inline::start(start, t, r, caps, &self.ctx, memory);
+        match (job, &self.files) {
             (Some(job), Some(files)) if helper.is_some() => files.submit(job),
             (Some(job), _) => self.exec.submit(job),
             // A helper job's event comes from its completion callback, never here.
@@ -340,7 +335,6 @@ impl LocalEngine {
         }
         LocalHandle::new(slot)
     }
-
     /// The file worker, started on first use; `None` if the thread could not start
     /// (the ring then splices file → file itself).
     fn file_worker(&mut self) -> Option<&Blocking> {
