@@ -7,7 +7,7 @@ mod imp {
     use std::os::fd::{AsRawFd, BorrowedFd};
 
     use crate::flags::AlgOp;
-    use crate::util::{cvt, cvt_r, invalid};
+    use crate::util::{cvt_r, invalid};
 
     pub(crate) fn available() -> bool {
         // SAFETY: socket() has no memory arguments; a returned fd is closed at once.
@@ -21,19 +21,7 @@ mod imp {
     }
 
     fn domain(sock: BorrowedFd<'_>) -> io::Result<libc::c_int> {
-        let mut val: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: `val`/`len` are live locals of the size we pass.
-        cvt(unsafe {
-            libc::getsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_DOMAIN,
-                (&mut val as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        })?;
-        Ok(val)
+        crate::sys::common::getsockopt_int(sock, libc::SO_DOMAIN)
     }
 
     /// Appends one control message (header + payload, padded) to `buf`.
