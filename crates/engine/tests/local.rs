@@ -472,3 +472,39 @@ fn a_turn_with_nothing_to_wait_for_arms_no_timer() {
         );
     }
 }
+
+#[test]
+fn a_file_to_file_transfer_ends_with_its_event_on_both_backends() {
+    // io_uring has no copy_file_range: the ring hands file → file to its own worker
+    // thread, whose completion must still come back as this ring's TransferDone.
+    let _g = serial();
+    for b in local_backends() {
+        let mut ring = local_ring(b);
+        let data = pattern(3 << 20, 9);
+        let src = Arc::new(file_with(&data));
+        let dst = Arc::new(tempfile::tempfile().unwrap());
+        let h = ring
+            .submit(Transfer::new(src, dst.clone()).src_offset(Some(0)))
+            .unwrap();
+        let id = h.id();
+        let start = Instant::now();
+        let mut seen = false;
+        while !seen {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{b:?}: no TransferDone"
+            );
+            ring.turn(Some(Duration::from_millis(100))).unwrap();
+            seen = ring
+                .events()
+                .any(|e| matches!(e, Event::TransferDone { op } if op == id));
+        }
+        let done = h
+            .try_take()
+            .unwrap_or_else(|_| panic!("{b:?}: event before the end"));
+        assert_eq!(done.unwrap().bytes, data.len() as u64, "{b:?}");
+        let mut got = Vec::new();
+        (&*dst).read_to_end(&mut got).unwrap();
+        assert!(got == data, "{b:?}: file → file bytes differ");
+    }
+}

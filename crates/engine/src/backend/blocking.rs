@@ -30,9 +30,23 @@ pub(crate) struct Blocking {
     stopping: Arc<AtomicBool>,
 }
 
+/// Told the id of each job a worker finished (a `LocalEngine` ring's file helper: the
+/// owner's next turn reports it).
+pub(crate) type Notify = Arc<dyn Fn(u64) + Send + Sync>;
+
 impl Blocking {
     /// Starts `n` worker threads named `{name}-{i}`.
     pub(crate) fn start(ctx: Ctx, n: usize, name: &str) -> io::Result<Blocking> {
+        Blocking::start_notifying(ctx, n, name, None)
+    }
+
+    /// [`start`](Self::start), with `notify` told of each job finished.
+    pub(crate) fn start_notifying(
+        ctx: Ctx,
+        n: usize,
+        name: &str,
+        notify: Option<Notify>,
+    ) -> io::Result<Blocking> {
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         let stopping = Arc::new(AtomicBool::new(false));
         let mut me = Blocking {
@@ -43,9 +57,10 @@ impl Blocking {
         };
         for i in 0..n.max(1) {
             let (rx, ctx, stopping) = (rx.clone(), ctx.clone(), stopping.clone());
+            let notify = notify.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("{name}-{i}"))
-                .spawn(move || worker(rx, ctx, stopping));
+                .spawn(move || worker(rx, ctx, stopping, notify));
             match spawned {
                 Ok(t) => me.threads.push(t),
                 Err(e) => {
@@ -95,10 +110,14 @@ impl Executor for Blocking {
     }
 }
 
-fn worker(rx: Receiver<Job>, ctx: Ctx, stopping: Arc<AtomicBool>) {
+fn worker(rx: Receiver<Job>, ctx: Ctx, stopping: Arc<AtomicBool>, notify: Option<Notify>) {
     for mut job in rx.iter() {
         run(&mut job, &ctx, &stopping);
+        let id = job.id;
         job.finish(&ctx.recorder);
+        if let Some(n) = &notify {
+            n(id);
+        }
     }
 }
 

@@ -121,12 +121,6 @@ pub(crate) trait LocalExec {
     /// Readable when completions wait (for epoll / mio / tokio).
     fn fd(&self) -> BorrowedFd<'_>;
     fn canceller(&self) -> Arc<dyn Fn(u64) + Send + Sync>;
-    /// Where this executor takes file → file transfers to another thread (io_uring
-    /// has no `copy_file_range`): a function that tells the owner's next turn that
-    /// transfer `id` completed there (and wakes it). `None`: it runs them itself.
-    fn file_helper_done(&self) -> Option<Arc<dyn Fn(u64) + Send + Sync>> {
-        None
-    }
     /// Stops everything, waits for the kernel.
     fn shutdown(&mut self);
 }

@@ -19,9 +19,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crate::backend::blocking::Blocking;
 use crate::backend::inline::Start;
-use crate::backend::{Config, Ctx, Executor, LocalExec};
+use crate::backend::{Config, Ctx, LocalExec};
 use crate::backend_kind::Backend;
 use crate::body_cache::BodyCache;
 use crate::events::{ConnOp, Event, OpId};
@@ -128,8 +127,6 @@ impl LocalEngineBuilder {
         )?;
         Ok(LocalEngine {
             canceller: exec.canceller(),
-            files_done: exec.file_helper_done(),
-            files: None,
             backend: exec.kind(),
             exec,
             ctx,
@@ -183,10 +180,6 @@ pub struct LocalEngine {
     /// When `turn` next drops the cache entries of closed fds.
     next_prune: Instant,
     body_cache: BodyCache,
-    /// File → file transfers of an io_uring ring: a worker thread with
-    /// `copy_file_range` (started on first use), and how it tells the ring one is done.
-    files: Option<Blocking>,
-    files_done: Option<Arc<dyn Fn(u64) + Send + Sync>>,
     next_id: u64,
     backend: Backend,
     fallback_reason: Option<String>,
@@ -303,47 +296,21 @@ impl LocalEngine {
     /// file → file transfer on io_uring, the file worker thread).
     fn start(&mut self, t: Transfer, r: &Resolved, group: Option<Arc<Group>>) -> LocalHandle {
         let id = self.next_id();
-        let helper = match self.files_done.clone() {
-            Some(done) if r.kind == crate::transfer::TransferKind::FileToFile => {
-                self.file_worker().map(|_| done)
-            }
-            _ => None,
-        };
-        let on_done = helper.clone();
         let start = Start {
             id,
             canceller: self.canceller.clone(),
             group,
-            done: Box::new(move || {
-                if let Some(done) = &on_done {
-                    done(id); // the owner's next turn reports it
-                }
-            }),
+            done: Box::new(|| {}),
         };
         let memory = self.memory_body(&t, r);
-        let caps = match &self.files {
-            Some(files) if helper.is_some() => files.caps(r.kind),
-            _ => self.exec.caps(r.kind),
-        };
+        let caps = self.exec.caps(r.kind);
         let (slot, job) = crate::backend::inline::start(start, t, r, caps, &self.ctx, memory);
-        match (job, &self.files) {
-            (Some(job), Some(files)) if helper.is_some() => files.submit(job),
-            (Some(job), _) => self.exec.submit(job),
-            // A helper job's event comes from its completion callback, never here.
-            (None, _) if helper.is_some() => {}
-            (None, _) => self.events.push(Event::TransferDone { op: OpId(id) }),
+        match job {
+            Some(job) => self.exec.submit(job),
+            None => self.events.push(Event::TransferDone { op: OpId(id) }),
         }
         LocalHandle::new(slot)
     }
-    /// The file worker, started on first use; `None` if the thread could not start
-    /// (the ring then splices file → file itself).
-    fn file_worker(&mut self) -> Option<&Blocking> {
-        if self.files.is_none() {
-            self.files = Blocking::start(self.ctx.clone(), 1, "ferry-local-file").ok();
-        }
-        self.files.as_ref()
-    }
-
     /// A small file body into a socket from the body cache, when it may come from
     /// there: the file's whole contents, read now or earlier and unchanged since.
     fn memory_body(&mut self, t: &Transfer, r: &Resolved) -> Option<Arc<[u8]>> {
@@ -530,10 +497,6 @@ impl AsFd for LocalEngine {
 
 impl Drop for LocalEngine {
     fn drop(&mut self) {
-        // File jobs first: their completions still find the ring to tell.
-        if let Some(files) = &mut self.files {
-            files.shutdown();
-        }
         self.exec.shutdown();
     }
 }

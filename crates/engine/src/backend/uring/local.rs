@@ -14,6 +14,8 @@ use crossbeam_channel::Sender;
 
 use super::driver::{Driver, Msg};
 use super::wake::Wake;
+use crate::backend::blocking::Blocking;
+use crate::backend::Executor;
 use crate::backend::{Ctx, LocalExec};
 use crate::backend_kind::Backend;
 use crate::events::{ConnOp, Event, OpId};
@@ -32,13 +34,20 @@ pub(crate) struct UringLocal {
     registered: Cell<bool>,
     /// Why registering failed (reported by the next turn).
     register_error: RefCell<Option<io::Error>>,
+    /// File → file transfers (io_uring has no `copy_file_range`): one worker thread,
+    /// started on the first; a job it finished is told to the ring (`Msg::Done`), whose
+    /// next turn reports it.
+    files: Option<Blocking>,
+    /// The worker could not start: the ring splices file → file itself.
+    files_failed: bool,
+    ctx: Ctx,
 }
 
 impl UringLocal {
     pub(crate) fn new(ctx: Ctx) -> io::Result<UringLocal> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let wake = Arc::new(Wake::new()?);
-        let mut driver = Driver::new(ctx, rx, wake.clone())?;
+        let mut driver = Driver::new(ctx.clone(), rx, wake.clone())?;
         let notify = sys::eventfd()?;
         driver.set_local();
         Ok(UringLocal {
@@ -48,6 +57,9 @@ impl UringLocal {
             notify,
             registered: Cell::new(false),
             register_error: RefCell::new(None),
+            files: None,
+            files_failed: false,
+            ctx,
         })
     }
 }
@@ -71,11 +83,31 @@ impl LocalExec for UringLocal {
         Backend::IoUring
     }
 
-    fn caps(&self, _kind: TransferKind) -> Caps {
-        Caps::RING
+    fn caps(&self, kind: TransferKind) -> Caps {
+        match kind {
+            TransferKind::FileToFile if !self.files_failed => Caps::SYSCALLS,
+            _ => Caps::RING,
+        }
     }
 
     fn submit(&mut self, job: Job) {
+        if job.kind == TransferKind::FileToFile && !self.files_failed {
+            if self.files.is_none() {
+                let message = self.message();
+                let notify: Arc<dyn Fn(u64) + Send + Sync> =
+                    Arc::new(move |id| message(Msg::Done(id)));
+                let ctx = self.ctx.clone();
+                match Blocking::start_notifying(ctx, 1, "ferry-local-file", Some(notify)) {
+                    Ok(b) => self.files = Some(b),
+                    // Planned for copy_file_range, the job still runs on the ring: with
+                    // no opcode for it, the plan steps down to splice.
+                    Err(_) => self.files_failed = true,
+                }
+            }
+            if let Some(files) = &self.files {
+                return files.submit(job);
+            }
+        }
         self.driver.submit_job(job);
     }
 
@@ -126,12 +158,11 @@ impl LocalExec for UringLocal {
         Arc::new(move |id| message(Msg::Cancel(id)))
     }
 
-    fn file_helper_done(&self) -> Option<Arc<dyn Fn(u64) + Send + Sync>> {
-        let message = self.message();
-        Some(Arc::new(move |id| message(Msg::Done(id))))
-    }
-
     fn shutdown(&mut self) {
+        // File jobs first: their completions still find the ring to tell.
+        if let Some(files) = &mut self.files {
+            files.shutdown();
+        }
         self.driver.shutdown_local();
     }
 }
