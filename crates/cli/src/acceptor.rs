@@ -174,6 +174,9 @@ impl Acceptor {
             }
             _ => self.paused_until = None,
         }
+        // Clients that gave up while held would keep their fds (and, retried one at a
+        // time, could keep the process at its fd limit for good): let them go first.
+        self.waiting.retain(still_there);
         if let Some(fd) = self.waiting.pop_front() {
             return Some(fd);
         }
@@ -221,6 +224,18 @@ impl Acceptor {
     }
 }
 
+/// Whether a held client is still connected: a peek that sees the end of its stream or
+/// an error (a reset) says it left; no data yet, or data, says it is there.
+fn still_there(fd: &OwnedFd) -> bool {
+    use rustix::net::{recv, RecvFlags};
+    let mut byte = [0u8; 1];
+    match recv(fd, &mut byte, RecvFlags::PEEK | RecvFlags::DONTWAIT) {
+        Ok((0, _)) => false,
+        Ok(_) => true,
+        Err(e) => e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::INTR,
+    }
+}
+
 /// A connection refused over `--max-connections` (closed at once by the caller):
 /// counted, and said in the error log (at most once a second).
 pub fn refused(max_per_thread: usize) {
@@ -239,6 +254,32 @@ static REFUSED: AtomicU64 = AtomicU64::new(0);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_held_client_that_left_is_let_go_not_given_out() {
+        let mut ring = LocalEngine::new().unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let (gone, stays) = (
+            std::net::TcpStream::connect(addr).unwrap(),
+            std::net::TcpStream::connect(addr).unwrap(),
+        );
+        let (a1, _) = l.accept().unwrap();
+        let (a2, _) = l.accept().unwrap();
+        let mut a = Acceptor::new(l);
+        let t0 = Instant::now();
+        a.paused_until = Some(t0);
+        a.hold(OwnedFd::from(a1));
+        a.hold(OwnedFd::from(a2));
+        drop(gone);
+        std::thread::sleep(Duration::from_millis(50)); // its FIN arrives
+        let given = a.poll(&mut ring, t0).expect("the client still there");
+        assert!(
+            a.poll(&mut ring, t0).is_none(),
+            "the client that left was given out"
+        );
+        drop((given, stays));
+    }
 
     #[test]
     fn pauses_grow_to_a_second_reset_on_success_and_end_on_close() {
