@@ -65,7 +65,15 @@ impl Rings {
                 .spawn(move || -> io::Result<()> {
                     // No engine body cache: `ferry serve` keeps small bodies itself (with
                     // their validators, behind one fstat), `ferry proxy` moves no files.
-                    let ring = LocalEngine::builder().body_cache(0, 0).build();
+                    // Idle pooled pipes hold two fds each: near a small fd limit
+                    // they must not take what connections need (64 at ≥ 1024 fds).
+                    let idle_pipes = crate::fd_budget::limit().map_or(64, |l| {
+                        (l / 16 / threads.max(1) as u64).clamp(2, 64) as usize
+                    });
+                    let ring = LocalEngine::builder()
+                        .body_cache(0, 0)
+                        .pipe_pool_capacity(idle_pipes)
+                        .build();
                     let _ = ready.send(
                         ring.as_ref()
                             .map(|r| r.backend())

@@ -106,6 +106,20 @@ impl LocalEngineBuilder {
         self
     }
 
+    /// Most idle pipes the ring keeps for reuse (default 64; each holds two fds). A
+    /// server near a small fd limit keeps fewer, so idle pipes cannot take the fds
+    /// its connections need.
+    ///
+    /// ```
+    /// let ring = ferry_engine::LocalEngine::builder().pipe_pool_capacity(8).build()?;
+    /// # drop(ring);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn pipe_pool_capacity(mut self, n: usize) -> Self {
+        self.pipe_pool_capacity = n;
+        self
+    }
+
     /// Capacity of each pooled pipe (default 1 MiB).
     pub fn pipe_size(mut self, bytes: usize) -> Self {
         self.pipe_size = bytes;
