@@ -1,13 +1,8 @@
 //! What a [`LocalEngine`](crate::LocalEngine) reports from its ring: one [`Event`] per
 //! finished operation, named by the [`OpId`] its call returned.
 
-use std::fmt;
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
-use std::time::Duration;
-
-use crate::transfer::SharedFd;
 
 /// Names one operation of a `LocalEngine`: a transfer or a connection op.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -79,69 +74,4 @@ pub enum Event {
         /// The transfer's id (`LocalHandle::id`).
         op: OpId,
     },
-}
-
-/// A connection op as the executors receive it.
-pub(crate) enum ConnOp {
-    Accept(SharedFd),
-    Recv(SharedFd, Vec<u8>),
-    RecvMulti(SharedFd),
-    RecvPooled(SharedFd),
-    Send(SharedFd, Vec<u8>),
-    Connect(SharedFd, SocketAddr),
-    Timeout(Duration),
-    Close(OwnedFd),
-}
-
-impl fmt::Debug for ConnOp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConnOp::Accept(_) => f.write_str("Accept"),
-            ConnOp::Recv(_, b) => write!(f, "Recv({})", b.len()),
-            ConnOp::RecvMulti(_) => f.write_str("RecvMulti"),
-            ConnOp::RecvPooled(_) => f.write_str("RecvPooled"),
-            ConnOp::Send(_, b) => write!(f, "Send({})", b.len()),
-            ConnOp::Connect(_, a) => write!(f, "Connect({a})"),
-            ConnOp::Timeout(d) => write!(f, "Timeout({d:?})"),
-            ConnOp::Close(_) => f.write_str("Close"),
-        }
-    }
-}
-
-/// The event of a connection op that ended without running (cancelled, shut down).
-pub(crate) fn ended(id: u64, op: ConnOp, e: io::Error) -> Event {
-    let op_id = OpId(id);
-    match op {
-        ConnOp::Accept(_) => Event::Accepted {
-            op: op_id,
-            conn: Err(e),
-        },
-        ConnOp::Recv(_, buf) => Event::Received {
-            op: op_id,
-            buf,
-            result: Err(e),
-        },
-        ConnOp::RecvMulti(_) | ConnOp::RecvPooled(_) => Event::Received {
-            op: op_id,
-            buf: Vec::new(),
-            result: Err(e),
-        },
-        ConnOp::Send(_, buf) => Event::Sent {
-            op: op_id,
-            buf,
-            result: Err(e),
-        },
-        ConnOp::Connect(..) => Event::Connected {
-            op: op_id,
-            result: Err(e),
-        },
-        ConnOp::Timeout(_) => Event::Timer {
-            op: op_id,
-            result: Err(e),
-        },
-        ConnOp::Close(_) => Event::Closed {
-            op: op_id,
-            result: Err(e),
-        },
-    }
 }

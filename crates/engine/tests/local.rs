@@ -508,3 +508,57 @@ fn a_file_to_file_transfer_ends_with_its_event_on_both_backends() {
         assert!(got == data, "{b:?}: file → file bytes differ");
     }
 }
+
+/// Every connection op that waits ends `Interrupted` when cancelled, on both backends,
+/// and gives back the buffer it was handed (the same allocation's length): a server
+/// that times out a request must get its buffers back and no late event.
+#[test]
+fn a_waiting_connection_op_cancelled_ends_interrupted_with_its_buffer() {
+    let _g = serial();
+    for b in local_backends() {
+        let mut ring = local_ring(b);
+        let (quiet, _peer) = tcp_pair();
+        let quiet = Arc::new(quiet);
+        let (full, _reader) = tcp_pair(); // nobody reads: a big send waits
+        let full = Arc::new(full);
+        let big = vec![7u8; 64 << 20];
+        let ops = [
+            ("recv", ring.recv(quiet.clone(), vec![0; 1000])),
+            ("recv_pooled", ring.recv_pooled(quiet.clone())),
+            ("recv_multi", ring.recv_multi(quiet.clone())),
+            ("send", ring.send(full.clone(), big)),
+            ("timeout", ring.timeout(Duration::from_secs(60))),
+        ];
+        // Let each op reach its wait.
+        for _ in 0..5 {
+            ring.turn(Some(Duration::from_millis(20))).unwrap();
+        }
+        let early: Vec<Event> = ring.events().collect();
+        assert!(early.is_empty(), "{b:?}: events before any cancel: {early:?}");
+        for (_, op) in &ops {
+            ring.cancel(*op);
+        }
+        let mut ended = std::collections::HashMap::new();
+        let t0 = Instant::now();
+        while ended.len() < ops.len() {
+            ring.turn(Some(Duration::from_millis(20))).unwrap();
+            for ev in ring.events() {
+                let (op, err, buf_len) = match ev {
+                    Event::Received { op, buf, result } => (op, result.unwrap_err(), buf.len()),
+                    Event::Sent { op, buf, result } => (op, result.unwrap_err(), buf.len()),
+                    Event::Timer { op, result } => (op, result.unwrap_err(), 0),
+                    other => panic!("{b:?}: unexpected {other:?}"),
+                };
+                let name = ops.iter().find(|(_, o)| *o == op).expect("one of ours").0;
+                assert_eq!(err.kind(), ErrorKind::Interrupted, "{b:?} {name}: {err}");
+                assert!(ended.insert(name, buf_len).is_none(), "{b:?} {name}: two events");
+            }
+            assert!(t0.elapsed() < Duration::from_secs(5), "{b:?}: ended only {ended:?}");
+        }
+        assert_eq!(ended["recv"], 1000, "{b:?}: recv's buffer back");
+        assert_eq!(ended["send"], 64 << 20, "{b:?}: send's buffer back");
+        // Nothing comes after the last event.
+        ring.turn(Some(Duration::from_millis(50))).unwrap();
+        assert_eq!(ring.events().count(), 0, "{b:?}: a late event");
+    }
+}

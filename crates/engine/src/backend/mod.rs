@@ -30,11 +30,14 @@
 //! an io_uring engine, since io_uring has no `copy_file_range`), `uring` (a ring per
 //! driver thread, or one driven by a `LocalEngine`'s owner), [`readiness`] (a
 //! `LocalEngine` without io_uring: non-blocking syscalls on epoll readiness), and the
-//! inline attempt ([`inline`]) on the submitting thread.
+//! inline attempt ([`inline`]) on the submitting thread. A `LocalEngine`'s connection
+//! ops (accept, recv, send, connect, timeout, close) are in [`ops`], one per file, each
+//! with its io_uring and its readiness side.
 
 pub(crate) mod blocking;
 pub(crate) mod drive;
 pub(crate) mod inline;
+pub(crate) mod ops;
 #[cfg(target_os = "linux")]
 pub(crate) mod readiness;
 pub(crate) mod steps;
@@ -49,11 +52,12 @@ use std::time::Duration;
 use ferry_pipes::{PipePool, PoolConfig};
 
 use crate::backend_kind::Backend;
-use crate::events::{ConnOp, Event};
+use crate::events::Event;
 use crate::job::Job;
 use crate::plan::Caps;
 use crate::stats::Recorder;
 use crate::transfer::TransferKind;
+use ops::ConnOp;
 
 /// How long a blocking wait lasts at most: how soon a cancel is noticed.
 pub(crate) const TICK: Duration = Duration::from_millis(20);
@@ -113,7 +117,7 @@ pub(crate) trait LocalExec {
     fn kind(&self) -> Backend;
     fn caps(&self, kind: TransferKind) -> Caps;
     fn submit(&mut self, job: Job);
-    fn start_conn(&mut self, id: u64, op: ConnOp);
+    fn start_conn(&mut self, id: u64, op: Box<dyn ConnOp>);
     fn cancel_conn(&mut self, id: u64);
     /// Submits, waits at most `timeout` for a completion, reaps; events (transfers
     /// done included) are appended to `out`.

@@ -17,38 +17,17 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::backend::drive::{drive, Issued};
+use crate::backend::ops::{ConnOp, Direction, Ready};
 use crate::backend::{steps, Ctx, LocalExec};
 use crate::backend_kind::Backend;
-use crate::events::{ended, ConnOp, Event, OpId};
+use crate::events::{Event, OpId};
 use crate::job::Job;
-use crate::modes::NonBlocking;
 use crate::plan::{Caps, Side, Step};
 use crate::sys;
 use crate::transfer::TransferKind;
 
 /// The epoll token of the cancel eventfd (other tokens are fd numbers).
 const NOTIFY: u64 = u64::MAX;
-
-/// Where a non-blocking `connect` is.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Connecting {
-    /// Not called yet.
-    NotStarted,
-    /// Called once (its result decides).
-    Called,
-    /// In progress: waiting for writability, then `SO_ERROR` says how it ended.
-    InProgress,
-}
-
-struct Conn {
-    op: ConnOp,
-    /// Bytes of a `Send` already written.
-    sent: usize,
-    /// A `Connect`'s stage.
-    connecting: Connecting,
-    /// A listener is switched to non-blocking while accepted on.
-    _mode: Option<NonBlocking>,
-}
 
 /// Ids waiting on one fd, and the events asked for.
 #[derive(Default)]
@@ -63,7 +42,7 @@ pub(crate) struct Readiness {
     notify: Arc<OwnedFd>,
     cancels: (Sender<u64>, Receiver<u64>),
     jobs: HashMap<u64, Job>,
-    conns: HashMap<u64, Conn>,
+    conns: HashMap<u64, Box<dyn ConnOp>>,
     runnable: VecDeque<u64>,
     waits: HashMap<RawFd, Waiters>,
     timers: BinaryHeap<Reverse<(Instant, u64)>>,
@@ -162,179 +141,46 @@ impl Readiness {
 
     /// Carries connection op `id` as far as it goes without waiting.
     fn run_conn(&mut self, id: u64, out: &mut Vec<Event>) {
-        let Some(c) = self.conns.remove(&id) else {
+        let Some(mut c) = self.conns.remove(&id) else {
             return;
         };
-        let op = OpId(id);
-        let mut c = match c {
-            Conn {
-                op: ConnOp::Close(fd),
-                ..
-            } => {
-                let result = sys::close(fd);
-                return out.push(Event::Closed { op, result });
-            }
-            c => c,
-        };
-        let wait = match &mut c.op {
-            ConnOp::Accept(l) => loop {
-                match sys::accept(l.as_fd()) {
-                    Ok(fd) => out.push(Event::Accepted { op, conn: Ok(fd) }),
-                    Err(libc::EAGAIN) => break Some((l.as_fd().as_raw_fd(), false)),
-                    Err(libc::ECONNABORTED) => continue,
-                    Err(e) => {
-                        out.push(Event::Accepted {
-                            op,
-                            conn: Err(io::Error::from_raw_os_error(e)),
-                        });
-                        break None;
-                    }
-                }
-            },
-            ConnOp::Recv(fd, buf) => match sys::recv(fd.as_fd(), buf) {
-                Err(libc::EAGAIN) => Some((fd.as_fd().as_raw_fd(), false)),
-                r => {
-                    let result = r.map_err(io::Error::from_raw_os_error);
-                    let buf = std::mem::take(buf);
-                    out.push(Event::Received { op, buf, result });
-                    None
-                }
-            },
-            ConnOp::RecvPooled(fd) => {
-                // Read into the thread's scratch buffer; the event gets exactly the bytes.
-                let mut scratch = [0u8; 16 * 1024];
-                match sys::recv(fd.as_fd(), &mut scratch) {
-                    Err(libc::EAGAIN) => Some((fd.as_fd().as_raw_fd(), false)),
-                    r => {
-                        let result = r.map_err(io::Error::from_raw_os_error);
-                        let buf = match &result {
-                            Ok(n) => scratch[..*n].to_vec(),
-                            Err(_) => Vec::new(),
-                        };
-                        out.push(Event::Received { op, buf, result });
-                        None
-                    }
-                }
-            }
-            ConnOp::RecvMulti(fd) => {
-                // Everything readable now (bounded, so other ops get their turn), then
-                // wait for more.
-                let mut buf = vec![0u8; 16 * 1024];
-                let mut wait = None;
-                for _ in 0..16 {
-                    match sys::recv(fd.as_fd(), &mut buf) {
-                        Ok(0) => {
-                            out.push(Event::Received {
-                                op,
-                                buf: Vec::new(),
-                                result: Ok(0),
-                            });
-                            return;
-                        }
-                        Ok(n) => out.push(Event::Received {
-                            op,
-                            buf: buf[..n].to_vec(),
-                            result: Ok(n),
-                        }),
-                        Err(libc::EAGAIN) => {
-                            wait = Some((fd.as_fd().as_raw_fd(), false));
-                            break;
-                        }
-                        Err(e) => {
-                            let result = Err(io::Error::from_raw_os_error(e));
-                            out.push(Event::Received {
-                                op,
-                                buf: Vec::new(),
-                                result,
-                            });
-                            return;
-                        }
-                    }
-                }
-                if wait.is_none() {
-                    self.conns.insert(id, c);
-                    self.runnable.push_back(id);
-                    return;
-                }
-                wait
-            }
-            ConnOp::Send(fd, buf) => loop {
-                if c.sent == buf.len() {
-                    let buf = std::mem::take(buf);
-                    out.push(Event::Sent {
-                        op,
-                        result: Ok(buf.len()),
-                        buf,
-                    });
-                    break None;
-                }
-                match sys::send(fd.as_fd(), &buf[c.sent..], false, true) {
-                    Ok(n) => c.sent += n,
-                    Err(libc::EAGAIN) => break Some((fd.as_fd().as_raw_fd(), true)),
-                    Err(e) => {
-                        let buf = std::mem::take(buf);
-                        let result = Err(io::Error::from_raw_os_error(e));
-                        out.push(Event::Sent { op, buf, result });
-                        break None;
-                    }
-                }
-            },
-            ConnOp::Connect(fd, addr) => {
-                // First run: start the (non-blocking) connect; after writability, its result.
-                let result = if c.connecting == Connecting::NotStarted {
-                    c.connecting = Connecting::Called;
-                    sys::connect(fd.as_fd(), &sys::RawAddr::new(addr))
-                } else {
-                    sys::socket_error(fd.as_fd())
-                };
-                match result {
-                    Err(libc::EINPROGRESS | libc::EAGAIN) if c.connecting == Connecting::Called => {
-                        c.connecting = Connecting::InProgress;
-                        Some((fd.as_fd().as_raw_fd(), true))
-                    }
-                    r => {
-                        let result = r.map_err(io::Error::from_raw_os_error);
-                        out.push(Event::Connected { op, result });
-                        None
-                    }
-                }
-            }
-            ConnOp::Timeout(d) => {
-                // First run: arm the timer; it fires in `turn`.
-                self.timers.push(Reverse((Instant::now() + *d, id)));
+        match c.run(OpId(id), out) {
+            Ready::Done => {}
+            Ready::Yield => {
                 self.conns.insert(id, c);
-                return;
+                self.runnable.push_back(id);
             }
-            ConnOp::Close(_) => None, // handled above
-        };
-        if let Some((fd, writable)) = wait {
-            self.conns.insert(id, c);
-            if let Err(e) = self.wait_for(fd, writable, id) {
-                let c = self.conns.remove(&id).expect("just put back");
-                out.push(ended(id, c.op, e));
+            Ready::Sleep(due) => {
+                self.timers.push(Reverse((due, id)));
+                self.conns.insert(id, c);
+            }
+            Ready::Wait => {
+                let waited = match c.waits_on() {
+                    Some((fd, direction)) => {
+                        self.wait_for(fd, direction == Direction::Writable, id)
+                    }
+                    None => Err(io::Error::other("an op that cannot wait would block")),
+                };
+                match waited {
+                    Ok(()) => {
+                        self.conns.insert(id, c);
+                    }
+                    Err(e) => out.push(c.ended(OpId(id), e)),
+                }
             }
         }
     }
 
-    fn fire_timers(&mut self, out: &mut Vec<Event>) {
+    fn fire_timers(&mut self) {
         let now = Instant::now();
         while let Some(Reverse((t, id))) = self.timers.peek().copied() {
             if t > now {
                 break;
             }
             self.timers.pop();
-            if self.jobs.contains_key(&id) {
-                self.runnable.push_back(id); // check_stop decides
-            } else if let Some(c) = self.conns.remove(&id) {
-                match c.op {
-                    ConnOp::Timeout(_) => out.push(Event::Timer {
-                        op: OpId(id),
-                        result: Ok(()),
-                    }),
-                    other => {
-                        self.conns.insert(id, Conn { op: other, ..c });
-                    }
-                }
+            // A job's `check_stop` decides; a connection op (a timeout) runs again.
+            if self.jobs.contains_key(&id) || self.conns.contains_key(&id) {
+                self.runnable.push_back(id);
             }
         }
     }
@@ -363,28 +209,16 @@ impl LocalExec for Readiness {
         self.runnable.push_back(id);
     }
 
-    fn start_conn(&mut self, id: u64, op: ConnOp) {
-        let mode = match &op {
-            // Readiness needs non-blocking sockets; the caller's mode is back afterwards.
-            ConnOp::Accept(fd) | ConnOp::Connect(fd, _) => NonBlocking::acquire(fd),
-            _ => None,
-        };
-        self.conns.insert(
-            id,
-            Conn {
-                op,
-                sent: 0,
-                connecting: Connecting::NotStarted,
-                _mode: mode,
-            },
-        );
+    fn start_conn(&mut self, id: u64, mut op: Box<dyn ConnOp>) {
+        op.prepare_readiness();
+        self.conns.insert(id, op);
         self.runnable.push_back(id);
     }
 
     fn cancel_conn(&mut self, id: u64) {
-        if let Some(c) = self.conns.remove(&id) {
+        if let Some(mut c) = self.conns.remove(&id) {
             let e = io::Error::new(io::ErrorKind::Interrupted, "operation cancelled");
-            self.pending.push(ended(id, c.op, e));
+            self.pending.push(c.ended(OpId(id), e));
         }
     }
 
@@ -448,7 +282,7 @@ impl LocalExec for Readiness {
                 break;
             }
         }
-        self.fire_timers(out);
+        self.fire_timers();
         self.take_cancels();
         self.run_all(out);
         Ok(())

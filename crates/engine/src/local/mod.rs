@@ -20,17 +20,18 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::backend::inline::Start;
+use crate::backend::ops::{self, ConnOp};
 use crate::backend::{Config, Ctx, LocalExec};
 use crate::backend_kind::Backend;
 use crate::body_cache::BodyCache;
-use crate::events::{ConnOp, Event, OpId};
+use crate::events::{Event, OpId};
 use crate::group::Group;
 use crate::handle::{Completed, Progress, Slot, TransferHandle};
 use crate::proxy::Proxy;
 use crate::resolve::{resolve, FdCache};
 use crate::resolved::Resolved;
 use crate::stats::EngineStats;
-use crate::transfer::{SharedFd, Transfer};
+use crate::transfer::Transfer;
 
 /// Builds a [`LocalEngine`]; from [`LocalEngine::builder`].
 #[derive(Debug, Clone)]
@@ -386,12 +387,12 @@ impl LocalEngine {
     /// Accepts connections on `listener` until cancelled (multishot where the kernel
     /// has it): one [`Event::Accepted`] per connection.
     pub fn accept<L: AsFd + Send + Sync + 'static>(&mut self, listener: Arc<L>) -> OpId {
-        self.conn(ConnOp::Accept(listener))
+        self.conn(ops::Accept::new(listener))
     }
 
     /// Receives into `buf` (its length is the most read): one [`Event::Received`].
     pub fn recv<S: AsFd + Send + Sync + 'static>(&mut self, socket: Arc<S>, buf: Vec<u8>) -> OpId {
-        self.conn(ConnOp::Recv(socket as SharedFd, buf))
+        self.conn(ops::Recv::new(socket, buf))
     }
 
     /// Receives until the end of the stream: one [`Event::Received`] per arrival, with
@@ -400,7 +401,7 @@ impl LocalEngine {
     /// into a ring of provided buffers (Linux 6.0; one SQE for the connection's life),
     /// single recvs where the kernel has none; on the fallback, reads on readiness.
     pub fn recv_multi<S: AsFd + Send + Sync + 'static>(&mut self, socket: Arc<S>) -> OpId {
-        self.conn(ConnOp::RecvMulti(socket as SharedFd))
+        self.conn(ops::RecvMulti::new(socket))
     }
 
     /// Receives once, into a buffer the engine picks only when bytes have arrived: one
@@ -432,12 +433,12 @@ impl LocalEngine {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn recv_pooled<S: AsFd + Send + Sync + 'static>(&mut self, socket: Arc<S>) -> OpId {
-        self.conn(ConnOp::RecvPooled(socket as SharedFd))
+        self.conn(ops::RecvPooled::new(socket))
     }
 
     /// Sends all of `buf`: one [`Event::Sent`] when it is out (or failed).
     pub fn send<S: AsFd + Send + Sync + 'static>(&mut self, socket: Arc<S>, buf: Vec<u8>) -> OpId {
-        self.conn(ConnOp::Send(socket as SharedFd, buf))
+        self.conn(ops::SendAll::new(socket, buf))
     }
 
     /// Connects `socket` (a fresh, unconnected stream socket) to `addr`: one
@@ -468,17 +469,17 @@ impl LocalEngine {
         socket: Arc<S>,
         addr: SocketAddr,
     ) -> OpId {
-        self.conn(ConnOp::Connect(socket as SharedFd, addr))
+        self.conn(ops::Connect::new(socket, addr))
     }
 
     /// An [`Event::Timer`] after `after`.
     pub fn timeout(&mut self, after: Duration) -> OpId {
-        self.conn(ConnOp::Timeout(after))
+        self.conn(ops::Timeout::new(after))
     }
 
     /// Closes `fd` on the ring: one [`Event::Closed`].
     pub fn close(&mut self, fd: OwnedFd) -> OpId {
-        self.conn(ConnOp::Close(fd))
+        self.conn(ops::Close::new(fd))
     }
 
     /// Cancels a connection op; its event then says `Interrupted` (unless it finished
@@ -487,7 +488,7 @@ impl LocalEngine {
         self.exec.cancel_conn(op.0);
     }
 
-    fn conn(&mut self, op: ConnOp) -> OpId {
+    fn conn(&mut self, op: Box<dyn ConnOp>) -> OpId {
         let id = self.next_id();
         self.exec.start_conn(id, op);
         OpId(id)

@@ -15,10 +15,11 @@ use crossbeam_channel::Sender;
 use super::driver::{Driver, Msg};
 use super::wake::Wake;
 use crate::backend::blocking::Blocking;
+use crate::backend::ops::ConnOp;
 use crate::backend::Executor;
 use crate::backend::{Ctx, LocalExec};
 use crate::backend_kind::Backend;
-use crate::events::{ConnOp, Event, OpId};
+use crate::events::{Event, OpId};
 use crate::job::Job;
 use crate::plan::Caps;
 use crate::sys;
@@ -111,7 +112,7 @@ impl LocalExec for UringLocal {
         self.driver.submit_job(job);
     }
 
-    fn start_conn(&mut self, id: u64, op: ConnOp) {
+    fn start_conn(&mut self, id: u64, op: Box<dyn ConnOp>) {
         self.driver.start_conn(id, op);
     }
 

@@ -3,7 +3,7 @@
 //! `copy_file_range` opcode, and two io-wq splices per MiB are slower than one
 //! `copy_file_range`: docs/engine.md). Jobs go to ring `id % threads`.
 
-mod buf_ring;
+pub(crate) mod buf_ring;
 mod conn;
 mod driver;
 mod local;

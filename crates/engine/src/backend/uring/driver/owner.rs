@@ -7,7 +7,7 @@ use std::time::Duration;
 use io_uring::opcode;
 
 use super::{ud, Driver, TAG_CANCEL, TAG_CONN, TAG_WAKE};
-use crate::events::ConnOp;
+use crate::backend::ops::ConnOp;
 use crate::job::Job;
 
 impl Driver {
@@ -28,12 +28,9 @@ impl Driver {
     }
 
     /// Starts connection op `id`.
-    pub(crate) fn start_conn(&mut self, id: u64, op: ConnOp) {
-        if matches!(op, ConnOp::RecvMulti(_) | ConnOp::RecvPooled(_)) {
-            self.conns.prepare_multishot(&self.ring);
-        }
-        self.conns
-            .start(id, op, ud(TAG_CONN, id), &mut self.backlog);
+    pub(crate) fn start_conn(&mut self, id: u64, op: Box<dyn ConnOp>) {
+        let (ring, backlog) = (&self.ring, &mut self.backlog);
+        self.conns.start(id, op, ud(TAG_CONN, id), ring, backlog);
     }
 
     /// Cancels connection op `id`.
