@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use ferry_engine::{Backend, LocalEngine};
+use ferry_engine::{LocalEngine, RunsOn};
 
 use crate::congestion::Congestion;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -20,7 +20,7 @@ pub struct Rings {
     pub addr: SocketAddr,
     pub threads: usize,
     /// What the rings run on (io_uring or the readiness fallback).
-    pub backend: Backend,
+    pub runs_on: Option<RunsOn>,
     /// The TCP congestion control of the connections, for the ready line.
     congestion: String,
     handles: Vec<JoinHandle<io::Result<()>>>,
@@ -76,7 +76,7 @@ impl Rings {
                         .build();
                     let _ = ready.send(
                         ring.as_ref()
-                            .map(|r| r.backend())
+                            .map(|r| r.runs_on())
                             .map_err(|e| e.to_string()),
                     );
                     let ring = ring?;
@@ -99,9 +99,9 @@ impl Rings {
             handles.push(h);
         }
         drop(ready_tx);
-        let mut backend = Backend::Auto;
+        let mut runs_on = None;
         for r in ready_rx.iter().take(threads) {
-            backend = r.map_err(|e| io::Error::other(format!("cannot start a ring: {e}")))?;
+            runs_on = Some(r.map_err(|e| io::Error::other(format!("cannot start a ring: {e}")))?);
         }
         let congestion = match congestion {
             Some(c) => c.name().to_string(),
@@ -113,7 +113,7 @@ impl Rings {
         Ok(Rings {
             addr,
             threads,
-            backend,
+            runs_on,
             congestion,
             handles,
         })
@@ -130,9 +130,9 @@ impl Rings {
 
     /// `"io_uring rings, congestion C"` for the ready line under `-v`: how it runs.
     pub fn mechanics(&self) -> String {
-        let rings = match self.backend {
-            Backend::IoUring => "io_uring rings",
-            Backend::Blocking => "epoll readiness loops",
+        let rings = match self.runs_on {
+            Some(RunsOn::OwnerRing) => "io_uring rings",
+            Some(RunsOn::ReadinessLoop) => "epoll readiness loops",
             _ => "rings",
         };
         format!("{rings}, congestion {}", self.congestion)

@@ -1,5 +1,8 @@
-//! `Backend`: which machinery runs the transfers, and the `FERRY_BACKEND` override.
+//! `Backend`: whether io_uring runs the transfers (the choice, with the `FERRY_BACKEND`
+//! override), and `RunsOn`: the executor that really runs them, which differs between
+//! `Engine` and `LocalEngine` for the same backend.
 
+use std::fmt;
 use std::io;
 
 /// Which machinery runs the transfers.
@@ -10,8 +13,56 @@ pub enum Backend {
     Auto,
     /// io_uring rings; building fails where io_uring is unavailable.
     IoUring,
-    /// Threads (or, for `LocalEngine`, a readiness loop) making plain syscalls.
+    /// No io_uring: plain syscalls. For `Engine` a pool of threads making blocking
+    /// calls ([`RunsOn::ThreadPool`]); for `LocalEngine` an epoll readiness loop on the
+    /// owner's thread making non-blocking ones ([`RunsOn::ReadinessLoop`]).
     Blocking,
+}
+
+/// The executor that really runs an engine's transfers: `Engine::runs_on`,
+/// `LocalEngine::runs_on`. [`Backend`] says whether io_uring is used; this says how.
+/// `Display` gives a phrase for logs ("an epoll readiness loop on the owner's thread").
+///
+/// ```
+/// use ferry_engine::{Backend, Engine, RunsOn};
+/// let engine = Engine::builder().backend(Backend::Blocking).build()?;
+/// assert_eq!(engine.runs_on(), RunsOn::ThreadPool);
+/// assert_eq!(engine.runs_on().backend(), Backend::Blocking);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RunsOn {
+    /// `Engine` with io_uring: rings, each driven by a thread of its own.
+    RingThreads,
+    /// `Engine` without io_uring: threads making blocking syscalls.
+    ThreadPool,
+    /// `LocalEngine` with io_uring: one ring driven by its owner's thread.
+    OwnerRing,
+    /// `LocalEngine` without io_uring: an epoll loop on its owner's thread making
+    /// non-blocking syscalls.
+    ReadinessLoop,
+}
+
+impl RunsOn {
+    /// The backend this executor belongs to: `IoUring` or `Blocking`.
+    pub fn backend(self) -> Backend {
+        match self {
+            RunsOn::RingThreads | RunsOn::OwnerRing => Backend::IoUring,
+            RunsOn::ThreadPool | RunsOn::ReadinessLoop => Backend::Blocking,
+        }
+    }
+}
+
+impl fmt::Display for RunsOn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RunsOn::RingThreads => "io_uring rings on threads of their own",
+            RunsOn::ThreadPool => "a pool of threads making blocking syscalls",
+            RunsOn::OwnerRing => "an io_uring ring driven by its owner's thread",
+            RunsOn::ReadinessLoop => "an epoll readiness loop on its owner's thread",
+        })
+    }
 }
 
 impl Backend {

@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 
 use crate::backend::inline::Start;
 use crate::backend::{Ctx, Executor};
-use crate::backend_kind::Backend;
+use crate::backend_kind::{Backend, RunsOn};
 use crate::gate::{Gate, Refused};
 use crate::group::Group;
 use crate::handle::TransferHandle;
@@ -27,7 +27,7 @@ use crate::transfer::Transfer;
 /// flight (they fail with `Interrupted`), waits until the kernel has finished with every
 /// fd and buffer, then joins its threads.
 pub struct Engine {
-    backend: Backend,
+    runs_on: RunsOn,
     exec: Box<dyn Executor>,
     ctx: Ctx,
     gate: Arc<Gate>,
@@ -40,7 +40,7 @@ pub struct Engine {
 impl fmt::Debug for Engine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Engine")
-            .field("backend", &self.backend)
+            .field("runs_on", &self.runs_on)
             .field("fallback_reason", &self.fallback_reason)
             .finish()
     }
@@ -53,7 +53,7 @@ impl Engine {
         fallback_reason: Option<String>,
     ) -> Engine {
         Engine {
-            backend: exec.kind(),
+            runs_on: exec.runs_on(),
             canceller: exec.canceller(),
             gate: Arc::new(Gate::new(ctx.config.max_in_flight)),
             exec,
@@ -66,7 +66,12 @@ impl Engine {
 
     /// The backend really in use: [`Backend::IoUring`] or [`Backend::Blocking`].
     pub fn backend(&self) -> Backend {
-        self.backend
+        self.runs_on.backend()
+    }
+
+    /// The executor really in use: [`RunsOn::RingThreads`] or [`RunsOn::ThreadPool`].
+    pub fn runs_on(&self) -> RunsOn {
+        self.runs_on
     }
 
     /// Why `Backend::Auto` fell back to the blocking backend, if it did.
@@ -172,7 +177,7 @@ impl Engine {
     pub fn stats(&self) -> EngineStats {
         self.ctx
             .recorder
-            .snapshot(self.backend, self.ctx.pool.stats())
+            .snapshot(self.runs_on.backend(), self.ctx.pool.stats())
     }
 }
 

@@ -70,7 +70,7 @@ mod stats;
 mod sys;
 mod transfer;
 
-pub use backend_kind::Backend;
+pub use backend_kind::{Backend, RunsOn};
 pub use builder::EngineBuilder;
 pub use engine::{Engine, SubmitAsync};
 pub use error::TransferError;

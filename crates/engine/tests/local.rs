@@ -534,7 +534,10 @@ fn a_waiting_connection_op_cancelled_ends_interrupted_with_its_buffer() {
             ring.turn(Some(Duration::from_millis(20))).unwrap();
         }
         let early: Vec<Event> = ring.events().collect();
-        assert!(early.is_empty(), "{b:?}: events before any cancel: {early:?}");
+        assert!(
+            early.is_empty(),
+            "{b:?}: events before any cancel: {early:?}"
+        );
         for (_, op) in &ops {
             ring.cancel(*op);
         }
@@ -551,9 +554,15 @@ fn a_waiting_connection_op_cancelled_ends_interrupted_with_its_buffer() {
                 };
                 let name = ops.iter().find(|(_, o)| *o == op).expect("one of ours").0;
                 assert_eq!(err.kind(), ErrorKind::Interrupted, "{b:?} {name}: {err}");
-                assert!(ended.insert(name, buf_len).is_none(), "{b:?} {name}: two events");
+                assert!(
+                    ended.insert(name, buf_len).is_none(),
+                    "{b:?} {name}: two events"
+                );
             }
-            assert!(t0.elapsed() < Duration::from_secs(5), "{b:?}: ended only {ended:?}");
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "{b:?}: ended only {ended:?}"
+            );
         }
         assert_eq!(ended["recv"], 1000, "{b:?}: recv's buffer back");
         assert_eq!(ended["send"], 64 << 20, "{b:?}: send's buffer back");

@@ -241,8 +241,8 @@ pub fn run(o: &Options) -> io::Result<()> {
     };
     let local = ferry_engine::LocalEngine::new()
         .map(|r| match r.fallback_reason() {
-            Some(why) => format!("epoll readiness loop ({why})"),
-            None => format!("{:?} ring on the server's thread", r.backend()),
+            Some(why) => format!("{} ({why})", r.runs_on()),
+            None => r.runs_on().to_string(),
         })
         .unwrap_or_else(|e| format!("unavailable: {e}"));
     let placement = if o.pin {

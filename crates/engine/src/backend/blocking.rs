@@ -18,7 +18,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::drive::{drive, Issued};
 use super::{steps, Ctx, Executor, TICK};
-use crate::backend_kind::Backend;
+use crate::backend_kind::RunsOn;
 use crate::job::Job;
 use crate::plan::{Caps, Side, Step};
 use crate::transfer::TransferKind;
@@ -74,8 +74,8 @@ impl Blocking {
 }
 
 impl Executor for Blocking {
-    fn kind(&self) -> Backend {
-        Backend::Blocking
+    fn runs_on(&self) -> RunsOn {
+        RunsOn::ThreadPool
     }
 
     fn caps(&self, _kind: TransferKind) -> Caps {

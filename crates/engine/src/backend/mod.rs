@@ -51,7 +51,7 @@ use std::time::Duration;
 
 use ferry_pipes::{PipePool, PoolConfig};
 
-use crate::backend_kind::Backend;
+use crate::backend_kind::{Backend, RunsOn};
 use crate::events::Event;
 use crate::job::Job;
 use crate::plan::Caps;
@@ -114,7 +114,7 @@ impl Ctx {
 /// An executor driven by its owner's thread (`LocalEngine`): the same contract, plus
 /// connection ops, and nothing happens between two `turn`s (except in the kernel).
 pub(crate) trait LocalExec {
-    fn kind(&self) -> Backend;
+    fn runs_on(&self) -> RunsOn;
     fn caps(&self, kind: TransferKind) -> Caps;
     fn submit(&mut self, job: Job);
     fn start_conn(&mut self, id: u64, op: Box<dyn ConnOp>);
@@ -132,7 +132,7 @@ pub(crate) trait LocalExec {
 /// An executor of jobs; see the [module documentation](self) for the contract.
 pub(crate) trait Executor: Send + Sync {
     /// What really runs.
-    fn kind(&self) -> Backend;
+    fn runs_on(&self) -> RunsOn;
     /// What this executor can do for a transfer of `kind` (the plan's strategy).
     fn caps(&self, kind: TransferKind) -> Caps;
     /// Takes a job; it will be completed exactly once (also at shutdown).

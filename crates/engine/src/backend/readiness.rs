@@ -19,7 +19,7 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::backend::drive::{drive, Issued};
 use crate::backend::ops::{ConnOp, Direction, Ready};
 use crate::backend::{steps, Ctx, LocalExec};
-use crate::backend_kind::Backend;
+use crate::backend_kind::RunsOn;
 use crate::events::{Event, OpId};
 use crate::job::Job;
 use crate::plan::{Caps, Side, Step};
@@ -195,8 +195,8 @@ impl Readiness {
 }
 
 impl LocalExec for Readiness {
-    fn kind(&self) -> Backend {
-        Backend::Blocking
+    fn runs_on(&self) -> RunsOn {
+        RunsOn::ReadinessLoop
     }
 
     fn caps(&self, _kind: TransferKind) -> Caps {

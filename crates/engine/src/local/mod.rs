@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use crate::backend::inline::Start;
 use crate::backend::ops::{self, ConnOp};
 use crate::backend::{Config, Ctx, LocalExec};
-use crate::backend_kind::Backend;
+use crate::backend_kind::{Backend, RunsOn};
 use crate::body_cache::BodyCache;
 use crate::events::{Event, OpId};
 use crate::group::Group;
@@ -142,7 +142,7 @@ impl LocalEngineBuilder {
         )?;
         Ok(LocalEngine {
             canceller: exec.canceller(),
-            backend: exec.kind(),
+            runs_on: exec.runs_on(),
             exec,
             ctx,
             fd_cache: FdCache::default(),
@@ -196,7 +196,7 @@ pub struct LocalEngine {
     next_prune: Instant,
     body_cache: BodyCache,
     next_id: u64,
-    backend: Backend,
+    runs_on: RunsOn,
     fallback_reason: Option<String>,
     canceller: Arc<dyn Fn(u64) + Send + Sync>,
     events: Vec<Event>,
@@ -207,7 +207,7 @@ pub struct LocalEngine {
 impl fmt::Debug for LocalEngine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LocalEngine")
-            .field("backend", &self.backend)
+            .field("runs_on", &self.runs_on)
             .field("fallback_reason", &self.fallback_reason)
             .finish()
     }
@@ -237,7 +237,12 @@ impl LocalEngine {
 
     /// What really runs: `IoUring`, or `Blocking` (the epoll readiness loop).
     pub fn backend(&self) -> Backend {
-        self.backend
+        self.runs_on.backend()
+    }
+
+    /// The executor really in use: [`RunsOn::OwnerRing`] or [`RunsOn::ReadinessLoop`].
+    pub fn runs_on(&self) -> RunsOn {
+        self.runs_on
     }
 
     /// Why `Auto` fell back to the readiness loop, if it did.
@@ -498,7 +503,7 @@ impl LocalEngine {
     pub fn stats(&self) -> EngineStats {
         self.ctx
             .recorder
-            .snapshot(self.backend, self.ctx.pool.stats())
+            .snapshot(self.runs_on.backend(), self.ctx.pool.stats())
     }
 }
 

@@ -48,6 +48,11 @@ pub fn engine() -> Engine {
         "fallback: {:?}",
         e.fallback_reason()
     );
+    let runs_on = match e.backend() {
+        Backend::IoUring => ferry_engine::RunsOn::RingThreads,
+        _ => ferry_engine::RunsOn::ThreadPool,
+    };
+    assert_eq!(e.runs_on(), runs_on);
     e
 }
 
@@ -70,5 +75,11 @@ pub fn local_ring(b: Backend) -> ferry_engine::LocalEngine {
         .build()
         .unwrap();
     assert_eq!(r.backend(), b);
+    // The same backend names a different executor than `Engine`'s.
+    let runs_on = match b {
+        Backend::IoUring => ferry_engine::RunsOn::OwnerRing,
+        _ => ferry_engine::RunsOn::ReadinessLoop,
+    };
+    assert_eq!(r.runs_on(), runs_on);
     r
 }

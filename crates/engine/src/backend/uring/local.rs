@@ -18,7 +18,7 @@ use crate::backend::blocking::Blocking;
 use crate::backend::ops::ConnOp;
 use crate::backend::Executor;
 use crate::backend::{Ctx, LocalExec};
-use crate::backend_kind::Backend;
+use crate::backend_kind::RunsOn;
 use crate::events::{Event, OpId};
 use crate::job::Job;
 use crate::plan::Caps;
@@ -80,8 +80,8 @@ impl UringLocal {
 }
 
 impl LocalExec for UringLocal {
-    fn kind(&self) -> Backend {
-        Backend::IoUring
+    fn runs_on(&self) -> RunsOn {
+        RunsOn::OwnerRing
     }
 
     fn caps(&self, kind: TransferKind) -> Caps {

@@ -19,7 +19,7 @@ use crossbeam_channel::Sender;
 
 use super::blocking::Blocking;
 use super::{Ctx, Executor};
-use crate::backend_kind::Backend;
+use crate::backend_kind::RunsOn;
 use crate::job::Job;
 use crate::plan::Caps;
 use crate::transfer::TransferKind;
@@ -129,8 +129,8 @@ fn stop_drivers(drivers: &mut [DriverHandle]) {
 }
 
 impl Executor for Uring {
-    fn kind(&self) -> Backend {
-        Backend::IoUring
+    fn runs_on(&self) -> RunsOn {
+        RunsOn::RingThreads
     }
 
     fn caps(&self, kind: TransferKind) -> Caps {
