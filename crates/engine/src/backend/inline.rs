@@ -24,7 +24,7 @@ use super::{steps, Ctx};
 use crate::group::Group;
 use crate::handle::Slot;
 use crate::job::Job;
-use crate::plan::{Caps, Plan, Step, Strategy};
+use crate::plan::{Caps, Plan, SmallBody, Step, Strategy};
 use crate::resolved::{FdKind, Resolved};
 use crate::sys;
 use crate::transfer::Transfer;
@@ -80,18 +80,18 @@ pub(crate) fn prepare(
 ) -> Job {
     let submitted = Instant::now();
     let small = ctx.config.small_threshold;
-    let mut caps = caps;
     let mut r = r.clone();
-    if let Some(m) = &memory {
+    let small_body = if let Some(m) = &memory {
         // Known exactly: the buffered strategy sizes its staging to it.
         r.src_avail = Some((m.len() as u64).saturating_sub(r.src_off.unwrap_or(0)));
-        caps.zero_copy_small = false;
-        caps.memory = true;
+        SmallBody::Memory
+    } else if zero_copy_ok(&t, &r, small) {
+        SmallBody::ZeroCopy
     } else {
-        caps.zero_copy_small = zero_copy_ok(&t, &r, small);
-    }
+        SmallBody::Staged
+    };
     let r = &r;
-    let plan = Plan::new(r, t.header, t.trailer, caps, small);
+    let plan = Plan::new(r, t.header, t.trailer, caps, (small_body, small));
     let mut job = Job::new(
         slot.id,
         r.kind,

@@ -28,7 +28,7 @@ mod staging;
 mod step;
 
 use staging::Staging;
-pub(crate) use step::{Caps, Side, Step, Strategy};
+pub(crate) use step::{Caps, Side, SmallBody, Step, Strategy};
 
 /// Most bytes one step asks for: a cancel or a deadline is checked between steps.
 pub(crate) const STEP: u64 = 1 << 20;
@@ -89,13 +89,13 @@ pub(crate) struct Plan {
 
 impl Plan {
     /// The plan of a checked transfer for an executor that can do `caps`, buffering
-    /// file bodies of at most `small` bytes.
+    /// file bodies of at most `small` bytes, which go out as `small_body` says.
     pub(crate) fn new(
         r: &Resolved,
         header: Vec<u8>,
         trailer: Vec<u8>,
         caps: Caps,
-        small: u64,
+        (small_body, small): (SmallBody, u64),
     ) -> Plan {
         let src_file = r.src_kind == FdKind::File;
         let hint = match (r.len, r.src_avail) {
@@ -104,10 +104,12 @@ impl Plan {
             (None, a) => a,
         };
         let strategy = match (src_file, r.dst_kind) {
-            (true, FdKind::Socket) if caps.memory && r.src_avail.is_some() => Strategy::Memory,
+            (true, FdKind::Socket) if small_body == SmallBody::Memory && r.src_avail.is_some() => {
+                Strategy::Memory
+            }
             (true, FdKind::File) if caps.copy_range => Strategy::CopyRange,
             (true, FdKind::File) => Strategy::Splice,
-            (true, _) if caps.zero_copy_small && hint.is_some_and(|h| h <= small) => {
+            (true, _) if small_body == SmallBody::ZeroCopy && hint.is_some_and(|h| h <= small) => {
                 Strategy::Sendfile
             }
             (true, _) if hint.is_some_and(|h| h <= small) => Strategy::Buffered,

@@ -34,23 +34,32 @@ pub(crate) enum Strategy {
     Relay,
 }
 
-/// What the executor can carry out besides reads, writes, splices and polls.
+/// What the executor can carry out besides reads, writes, splices and polls (the same
+/// for every transfer it runs; per-transfer facts are in [`SmallBody`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Caps {
     /// `sendfile(2)` is available (not on io_uring: no opcode).
     pub sendfile: bool,
     /// `copy_file_range(2)` is available (not on io_uring: no opcode).
     pub copy_range: bool,
-    /// Send a small file body with `sendfile` (zero-copy) rather than through the
-    /// staging buffer: set for the inline attempt when the body is in the page cache,
-    /// the socket is non-blocking and a header goes first (see `inline`).
-    pub zero_copy_small: bool,
-    /// The file body is in memory (`Strategy::Memory`); `src_avail` is exact.
-    pub memory: bool,
     /// Small stream → socket flows go through the staging buffer (`Strategy::Relay`)
     /// until they prove bulky. Executors set it; the plan's unit tests of the splice
     /// path leave it off.
     pub relay: bool,
+}
+
+/// How one transfer's small file body into a socket may go out: decided at submit
+/// from what is known of this transfer, not of the executor.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum SmallBody {
+    /// Read into the staging buffer and sent from there.
+    #[default]
+    Staged,
+    /// With `sendfile` (zero-copy): the body is in the page cache, the socket is
+    /// non-blocking and a header goes first (see `inline`).
+    ZeroCopy,
+    /// From memory (a body cache; `Strategy::Memory`): `src_avail` is exact.
+    Memory,
 }
 
 impl Caps {
@@ -58,8 +67,6 @@ impl Caps {
     pub(crate) const SYSCALLS: Caps = Caps {
         sendfile: true,
         copy_range: true,
-        zero_copy_small: false,
-        memory: false,
         relay: true,
     };
 
@@ -68,8 +75,6 @@ impl Caps {
     pub(crate) const RING: Caps = Caps {
         sendfile: false,
         copy_range: false,
-        zero_copy_small: false,
-        memory: false,
         relay: true,
     };
 }

@@ -28,7 +28,17 @@ const SYSCALLS: Caps = Caps {
 };
 
 fn plan(r: Resolved, header: &[u8], trailer: &[u8], caps: Caps) -> Plan {
-    Plan::new(&r, header.to_vec(), trailer.to_vec(), caps, 64 * 1024)
+    plan_of(r, header, trailer, caps, SmallBody::Staged)
+}
+
+fn plan_of(r: Resolved, header: &[u8], trailer: &[u8], caps: Caps, body: SmallBody) -> Plan {
+    Plan::new(
+        &r,
+        header.to_vec(),
+        trailer.to_vec(),
+        caps,
+        (body, 64 * 1024),
+    )
 }
 
 /// A fake kernel: a source of `src_len` bytes (0 = reads end at once), and a
@@ -665,18 +675,17 @@ fn relay_counts_every_byte_to_the_end_with_short_writes() {
     assert_eq!(p.strategy(), Strategy::Splice);
 }
 
-const MEMORY: Caps = Caps {
-    memory: true,
-    ..Caps::RING
-};
+/// A plan whose body comes from memory.
+fn memory_plan(r: Resolved, header: &[u8], trailer: &[u8]) -> Plan {
+    plan_of(r, header, trailer, Caps::RING, SmallBody::Memory)
+}
 
 #[test]
 fn a_body_in_memory_is_one_gather_send_continued_after_short_writes() {
-    let mut p = plan(
+    let mut p = memory_plan(
         resolved(FdKind::File, FdKind::Socket, Some(1000), Some(1000)),
         b"HEAD",
         b"TAIL",
-        MEMORY,
     );
     assert_eq!(p.strategy(), Strategy::Memory);
     let mut k = Kernel::new(0, usize::MAX);
@@ -696,11 +705,10 @@ fn a_body_in_memory_is_one_gather_send_continued_after_short_writes() {
         (4, 1000, 4)
     );
     // Writes of 3 bytes: every byte once, in order, the offsets advancing.
-    let mut p = plan(
+    let mut p = memory_plan(
         resolved(FdKind::File, FdKind::Socket, None, Some(50)),
         b"HEAD",
         b"TAIL",
-        MEMORY,
     );
     let mut k = Kernel::new(0, 3);
     assert!(k.run(&mut p).is_none());
@@ -723,11 +731,10 @@ fn a_body_in_memory_is_one_gather_send_continued_after_short_writes() {
 
 #[test]
 fn a_body_in_memory_shorter_than_len_fails_after_it_without_the_trailer() {
-    let mut p = plan(
+    let mut p = memory_plan(
         resolved(FdKind::File, FdKind::Socket, Some(1000), Some(600)),
         b"HEAD",
         b"TAIL",
-        MEMORY,
     );
     let mut k = Kernel::new(0, usize::MAX);
     let e = k.run(&mut p).expect("short source");
@@ -748,11 +755,10 @@ fn a_body_in_memory_shorter_than_len_fails_after_it_without_the_trailer() {
 
 #[test]
 fn a_body_in_memory_waits_on_eagain_and_fails_with_epipe_on_a_reset() {
-    let mut p = plan(
+    let mut p = memory_plan(
         resolved(FdKind::File, FdKind::Socket, Some(10), Some(10)),
         b"H",
         b"",
-        MEMORY,
     );
     let step = p.next();
     p.complete(step, Err(libc::EAGAIN));

@@ -54,7 +54,8 @@ pub(super) fn idle_job(
     let src: SharedFd = Arc::new(src);
     let t = Transfer::from_shared(src.clone(), Arc::new(dst));
     let r = resolve(&t, &FdCache::default()).unwrap();
-    let plan = Plan::new(&r, Vec::new(), Vec::new(), caps, ctx.config.small_threshold);
+    let small = (crate::plan::SmallBody::Staged, ctx.config.small_threshold);
+    let plan = Plan::new(&r, Vec::new(), Vec::new(), caps, small);
     let slot = Slot::new(id, Arc::new(|_| {}), Box::new(|| {}), None);
     let mut job = Job::new(
         id,
