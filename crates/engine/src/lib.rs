@@ -66,6 +66,7 @@ mod plan;
 mod proxy;
 mod resolve;
 mod resolved;
+mod seal;
 mod stats;
 mod sys;
 mod transfer;
@@ -79,6 +80,7 @@ pub use handle::{CancelOnDrop, Completed, Progress, TransferHandle};
 #[cfg(target_os = "linux")]
 pub use local::{LocalEngine, LocalEngineBuilder, LocalHandle, LocalProxyHandle};
 pub use proxy::{Proxy, ProxyError, ProxyHandle};
+pub use seal::{Seal, SEAL_CHUNK};
 pub use stats::{EngineStats, KindStats, Latency, SizeClass};
 pub use transfer::{Transfer, TransferKind};
 

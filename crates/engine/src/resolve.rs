@@ -164,6 +164,12 @@ pub(crate) fn resolve(t: &Transfer, cache: &FdCache) -> io::Result<Resolved> {
             return Err(invalid("len", "src_offset + len overflows i64"));
         }
     }
+    if t.seal.is_some() && dst_kind == FdKind::File {
+        return Err(invalid(
+            "seal",
+            "a sealed transfer's dst must be a socket or pipe, not a file",
+        ));
+    }
     let dst_off = match dst_kind {
         FdKind::File => Some(sys::position(dst).map_err(|e| invalid("dst", e))?),
         _ => None,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::idle::IdleClock;
+use crate::seal::Seal;
 
 /// An fd the engine keeps alive until the kernel is done with it.
 pub(crate) type SharedFd = Arc<dyn AsFd + Send + Sync>;
@@ -45,6 +46,7 @@ pub struct Transfer {
     pub(crate) idle: Option<Arc<IdleClock>>,
     /// After the body ended at the source's EOF, `shutdown(dst, SHUT_WR)` (proxies).
     pub(crate) half_close: bool,
+    pub(crate) seal: Option<Box<dyn Seal>>,
 }
 
 impl fmt::Debug for Transfer {
@@ -59,6 +61,7 @@ impl fmt::Debug for Transfer {
             .field("timeout", &self.timeout)
             .field("idle", &self.idle)
             .field("half_close", &self.half_close)
+            .field("sealed", &self.seal.is_some())
             .finish()
     }
 }
@@ -85,6 +88,7 @@ impl Transfer {
             timeout: None,
             idle: None,
             half_close: false,
+            seal: None,
         }
     }
 
@@ -123,6 +127,16 @@ impl Transfer {
     /// on a long transfer), however long the whole transfer takes.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle = Some(Arc::new(IdleClock::new(timeout)));
+        self
+    }
+
+    /// The destination speaks TLS in user space: everything written to it (header,
+    /// body, trailer) goes through `sealer` a record at a time (see [`Seal`]). The
+    /// destination must be a stream (socket or pipe; a file is `InvalidInput`).
+    /// `Completed::bytes` and progress count plaintext body bytes. A destination with
+    /// kernel TLS needs no sealer: transfer to it as to any socket.
+    pub fn seal(mut self, sealer: impl Seal + 'static) -> Self {
+        self.seal = Some(Box::new(sealer));
         self
     }
 }

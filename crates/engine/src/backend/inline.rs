@@ -91,7 +91,10 @@ pub(crate) fn prepare(
         SmallBody::Staged
     };
     let r = &r;
-    let plan = Plan::new(r, t.header, t.trailer, caps, (small_body, small));
+    let mut plan = Plan::new(r, t.header, t.trailer, caps, (small_body, small));
+    if let Some(sealer) = t.seal {
+        plan.seal_with(sealer, r.src_kind);
+    }
     let mut job = Job::new(
         slot.id,
         r.kind,

@@ -24,6 +24,7 @@ use crate::error::{kernel_error, TransferError};
 use crate::resolved::{FdKind, Resolved};
 
 mod memory;
+mod sealed;
 mod staging;
 mod step;
 
@@ -76,6 +77,8 @@ pub(crate) struct Plan {
     /// read waits for it first instead of being answered EAGAIN once per message.
     relay_drained: bool,
     staging: Staging,
+    /// The sealed strategy's sealer and sealed bytes.
+    sealing: Option<Box<sealed::Sealing>>,
     error: Option<io::Error>,
     /// Stopped from outside (cancel, timeout, shutdown): the error is built when
     /// taken, with the bytes delivered by then.
@@ -141,6 +144,7 @@ impl Plan {
             relay_drained: false,
             full_reads: 0,
             staging: Staging::default(),
+            sealing: None,
             error: None,
             stopped: None,
             done: false,
@@ -173,9 +177,13 @@ impl Plan {
         &self.trailer
     }
 
-    /// The staging buffer (a `Send` step writes from it).
+    /// The staging buffer (a `Send` step writes from it): the sealed bytes for the
+    /// sealed strategy.
     pub(crate) fn staging(&self) -> &[u8] {
-        &self.staging.buf
+        match self.strategy {
+            Strategy::Sealed => self.sealed_out(),
+            _ => &self.staging.buf,
+        }
     }
 
     /// The staging buffer (a `Read` step reads into it). Its heap block never moves
@@ -275,8 +283,12 @@ impl Plan {
         if let Some(side) = self.wait {
             if side == Side::Src {
                 self.release_idle_relay_buf();
+                self.release_idle_sealed_bufs();
             }
             return Step::Poll(side);
+        }
+        if self.strategy == Strategy::Sealed {
+            return self.next_sealed();
         }
         if self.strategy == Strategy::Buffered {
             return self.next_buffered();
@@ -341,7 +353,11 @@ impl Plan {
                 dst_off: self.dst_off.unwrap_or(0),
                 len: self.left().min(FILE_STEP) as usize,
             },
-            Strategy::Splice | Strategy::Buffered | Strategy::Relay | Strategy::Memory => {
+            Strategy::Splice
+            | Strategy::Buffered
+            | Strategy::Relay
+            | Strategy::Memory
+            | Strategy::Sealed => {
                 if self.poll_src_first && !self.src_ready {
                     return Step::Poll(Side::Src);
                 }
@@ -415,6 +431,9 @@ impl Plan {
                     self.relay_drained = !full;
                     self.src_ready = false;
                 }
+                if self.strategy == Strategy::Sealed {
+                    self.src_ready = false;
+                }
                 if n == 0 {
                     self.eof = true;
                 } else {
@@ -423,6 +442,7 @@ impl Plan {
                     self.took(n);
                 }
             }
+            Step::Send { .. } if self.strategy == Strategy::Sealed => self.sent_sealed(n),
             Step::Send { .. } => self.sent_staged(n),
             Step::Gather { .. } => self.sent_gathered(n),
             Step::Sendfile { .. } => self.moved_direct(n),

@@ -32,6 +32,9 @@ pub(crate) enum Strategy {
     /// [`RELAY_SWITCH`](super::RELAY_SWITCH) reads in a row that fill the buffer the flow
     /// is bulky and the plan moves to `Splice` (HAProxy's splice-auto rule).
     Relay,
+    /// The destination speaks TLS in user space: plaintext read into the staging
+    /// buffer a record at a time, sealed by the transfer's `Seal`, sent (`sealed.rs`).
+    Sealed,
 }
 
 /// What the executor can carry out besides reads, writes, splices and polls (the same

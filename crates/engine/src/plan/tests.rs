@@ -778,3 +778,178 @@ fn a_body_in_memory_waits_on_eagain_and_fails_with_epipe_on_a_reset() {
     assert_eq!(p.next(), Step::Done);
     assert_eq!(p.take_error().unwrap().raw_os_error(), Some(libc::EPIPE));
 }
+
+/// A toy record layer for the sealed strategy: `[len u16][plain ^ 0x5a]` per call.
+struct Toy {
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    fail_at: Option<usize>,
+}
+
+impl crate::Seal for Toy {
+    fn seal(&mut self, plain: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        let n = self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.fail_at == Some(n) {
+            return Err(io::Error::other("sealer refused"));
+        }
+        assert!(!plain.is_empty() && plain.len() <= crate::SEAL_CHUNK);
+        out.extend_from_slice(&(plain.len() as u16).to_be_bytes());
+        out.extend(plain.iter().map(|b| b ^ 0x5a));
+        Ok(())
+    }
+}
+
+fn unseal(mut wire: &[u8]) -> (Vec<u8>, Vec<usize>) {
+    let (mut plain, mut records) = (Vec::new(), Vec::new());
+    while wire.len() >= 2 {
+        let n = u16::from_be_bytes([wire[0], wire[1]]) as usize;
+        plain.extend(wire[2..2 + n].iter().map(|b| b ^ 0x5a));
+        records.push(n);
+        wire = &wire[2 + n..];
+    }
+    assert!(wire.is_empty(), "a torn record");
+    (plain, records)
+}
+
+/// Runs a sealed plan against real bytes: reads copy from `src` (at most `read_chunk`
+/// per read, `EAGAIN` every other read of a stream), sends take at most `send_chunk`.
+fn run_sealed(
+    p: &mut Plan,
+    src: &[u8],
+    read_chunk: usize,
+    send_chunk: usize,
+    stream: bool,
+) -> (Vec<u8>, Option<io::Error>) {
+    let (mut at_src, mut wire, mut flip) = (0usize, Vec::new(), false);
+    for _ in 0..100_000 {
+        let step = p.next();
+        let r = match step {
+            Step::Done => return (wire, p.take_error()),
+            Step::Read { at, len, src_off } => {
+                assert_eq!(src_off.is_none(), stream);
+                flip = !flip;
+                if stream && flip && at_src < src.len() {
+                    Err(libc::EAGAIN)
+                } else {
+                    let n = len.min(read_chunk).min(src.len() - at_src);
+                    p.staging_mut()[at..at + n].copy_from_slice(&src[at_src..at_src + n]);
+                    at_src += n;
+                    Ok(n)
+                }
+            }
+            Step::Send { at, len, .. } => {
+                let n = len.min(send_chunk);
+                wire.extend_from_slice(&p.staging()[at..at + n]);
+                Ok(n)
+            }
+            Step::Poll(_) => Ok(1),
+            other => panic!("a sealed plan asked for {other:?}"),
+        };
+        p.complete(step, r);
+    }
+    panic!("the sealed plan did not end");
+}
+
+fn sealed_plan(r: Resolved, header: &[u8], trailer: &[u8], fail_at: Option<usize>) -> Plan {
+    let src = r.src_kind;
+    let mut p = plan(r, header, trailer, SYSCALLS);
+    let calls = Default::default();
+    p.seal_with(Box::new(Toy { calls, fail_at }), src);
+    p
+}
+
+#[test]
+fn sealed_file_bodies_arrive_whole_in_full_records_with_header_and_trailer() {
+    for (size, send_chunk) in [(0usize, 1 << 20), (1, 7), (5000, 1 << 20), (100_000, 4093)] {
+        let body: Vec<u8> = (0..size).map(|i| (i * 7 + 3) as u8).collect();
+        let mut p = sealed_plan(
+            resolved(
+                FdKind::File,
+                FdKind::Socket,
+                Some(size as u64),
+                Some(size as u64),
+            ),
+            b"HEADER",
+            b"TRAILER",
+            None,
+        );
+        assert_eq!(p.strategy(), Strategy::Sealed);
+        let (wire, err) = run_sealed(&mut p, &body, 3000, send_chunk, false);
+        assert!(err.is_none(), "{size}: {err:?}");
+        let (plain, records) = unseal(&wire);
+        let want = [&b"HEADER"[..], &body, b"TRAILER"].concat();
+        assert_eq!(plain, want, "{size}");
+        // Every record but the last is full: the header rides with the first body bytes.
+        let full = records.len() - 1;
+        assert!(
+            records[..full].iter().all(|&n| n == crate::SEAL_CHUNK),
+            "{size}: {records:?}"
+        );
+        assert_eq!(
+            records.len(),
+            want.len().div_ceil(crate::SEAL_CHUNK),
+            "{size}"
+        );
+        assert_eq!(
+            (p.header_bytes(), p.body_bytes(), p.trailer_bytes()),
+            (6, size as u64, 7),
+            "{size}"
+        );
+    }
+}
+
+#[test]
+fn a_sealed_stream_is_sealed_as_it_arrives() {
+    let body: Vec<u8> = (0..50_000).map(|i| (i % 251) as u8).collect();
+    let mut p = sealed_plan(
+        resolved(FdKind::Socket, FdKind::Socket, None, None),
+        b"",
+        b"",
+        None,
+    );
+    let (wire, err) = run_sealed(&mut p, &body, 1000, 1 << 20, true);
+    assert!(err.is_none(), "{err:?}");
+    let (plain, records) = unseal(&wire);
+    assert_eq!(plain, body);
+    // No waiting for a full record: each read is sealed at once.
+    assert!(records.iter().all(|&n| n <= 1000), "{records:?}");
+    assert_eq!(p.body_bytes(), 50_000);
+}
+
+#[test]
+fn a_sealed_body_short_of_len_fails_after_it_without_the_trailer() {
+    let body = vec![9u8; 20_000];
+    let mut p = sealed_plan(
+        resolved(FdKind::File, FdKind::Socket, Some(30_000), Some(30_000)),
+        b"H",
+        b"TAIL",
+        None,
+    );
+    let (wire, err) = run_sealed(&mut p, &body, 1 << 20, 1 << 20, false);
+    assert_eq!(err.expect("short").kind(), io::ErrorKind::UnexpectedEof);
+    let (plain, _) = unseal(&wire);
+    assert_eq!(
+        plain,
+        [&b"H"[..], &body].concat(),
+        "every byte read, no trailer"
+    );
+    assert_eq!(p.body_bytes(), 20_000);
+}
+
+#[test]
+fn a_sealer_error_fails_the_transfer_with_it_after_the_records_before() {
+    let body = vec![1u8; 40_000];
+    let mut p = sealed_plan(
+        resolved(FdKind::File, FdKind::Socket, Some(40_000), Some(40_000)),
+        b"",
+        b"",
+        Some(1),
+    );
+    let (wire, err) = run_sealed(&mut p, &body, 1 << 20, 1 << 20, false);
+    let e = err.expect("sealer error");
+    assert!(e.to_string().contains("sealer refused"), "{e}");
+    let (plain, records) = unseal(&wire);
+    assert_eq!((plain.len(), records.len()), (crate::SEAL_CHUNK, 1));
+    assert_eq!(p.body_bytes(), crate::SEAL_CHUNK as u64);
+}
