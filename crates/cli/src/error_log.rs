@@ -63,6 +63,8 @@ pub enum Kind {
     LogFile,
     /// A limit asked for that the machine does not hold.
     Limits,
+    /// A client's TLS handshake or records failed (not TLS, a bad handshake).
+    Tls,
 }
 
 struct Held {

@@ -19,6 +19,7 @@ mod signals;
 #[allow(unsafe_code)] // the calls libc has and rustix does not, each with its SAFETY
 mod sys;
 mod tables;
+mod tls;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

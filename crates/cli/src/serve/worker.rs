@@ -12,7 +12,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
-use std::io;
+use std::io::{self, Write};
 use std::net::{IpAddr, Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -27,6 +27,7 @@ use super::request::{self, Parsed};
 use super::respond::{self, Body, Piece, Site};
 use crate::acceptor::{self, Acceptor};
 use crate::tables;
+use crate::tls::{self, Received};
 
 const SWEEP: Duration = Duration::from_millis(250);
 /// While stopping, how long a connection that has sent nothing yet may take to send its
@@ -80,6 +81,9 @@ struct Conn {
     /// A request was answered: while stopping, the connection is closed when idle. One
     /// that has not sent its first request yet gets [`FIRST_REQUEST_AT_STOP`] for it.
     served: bool,
+    /// HTTPS: the connection's TLS state (what is received is opened, what is sent is
+    /// sealed). Boxed: a plain connection pays one pointer.
+    tls: Option<Box<tls::Session>>,
 }
 
 pub struct Worker {
@@ -97,6 +101,8 @@ pub struct Worker {
     /// The events of the last turn (kept to reuse its allocation).
     batch: Vec<Event>,
     stop: Arc<AtomicBool>,
+    /// HTTPS: every connection speaks TLS with this config.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Worker {
@@ -121,7 +127,14 @@ impl Worker {
             now: Instant::now(),
             batch: Vec::new(),
             stop,
+            tls: None,
         }
+    }
+
+    /// Every connection speaks TLS with `config`.
+    pub fn with_tls(mut self, config: Option<Arc<rustls::ServerConfig>>) -> Worker {
+        self.tls = config;
+        self
     }
 
     /// Serves until the stop flag is raised, then finishes responses in flight (within
@@ -244,6 +257,13 @@ impl Worker {
         // The engine sends small bodies inline only to non-blocking sockets.
         let _ = sock.set_nonblocking(true);
         let peer = sock.peer_addr().ok().map(|a| a.ip());
+        let tls = match &self.tls {
+            Some(config) => match tls::Session::new(config) {
+                Ok(s) => Some(Box::new(s)),
+                Err(_) => return, // out of memory: closed at once
+            },
+            None => None,
+        };
         let k = self.conns.insert(Conn {
             sock: Arc::new(sock),
             peer,
@@ -255,6 +275,7 @@ impl Worker {
             lingering: false,
             doomed: false,
             served: false,
+            tls,
         });
         if self.stop.load(Ordering::Relaxed) {
             let c = &mut self.conns[k];
@@ -275,7 +296,38 @@ impl Worker {
         if c.lingering {
             return self.recv(k);
         }
-        if c.buf.is_empty() {
+        let was_empty = c.buf.is_empty();
+        if let Some(s) = &c.tls {
+            match s.receive(&buf, &mut c.buf) {
+                Received::Failed { alert, why } => {
+                    // Not TLS, or broken TLS: the alert, then the connection closes.
+                    crate::error_log::say(
+                        crate::error_log::Level::Notice,
+                        crate::error_log::Kind::Tls,
+                        format_args!("TLS with client {} failed: {why}", show_peer(c.peer)),
+                    );
+                    c.doomed = true;
+                    if alert.is_empty() {
+                        return self.close(k);
+                    }
+                    return self.send_records(k, alert);
+                }
+                Received::Fine { reply, closed } => {
+                    if was_empty && !c.buf.is_empty() {
+                        c.head_started = self.now;
+                    }
+                    // close_notify: nothing more comes; what is buffered is answered.
+                    c.doomed |= closed && c.buf.is_empty();
+                    if !reply.is_empty() {
+                        // Handshake flights and tickets first; `next_piece` goes on.
+                        return self.send_records(k, reply);
+                    }
+                    if c.doomed {
+                        return self.close(k);
+                    }
+                }
+            }
+        } else if was_empty {
             c.head_started = self.now;
             c.buf = buf;
         } else {
@@ -360,12 +412,15 @@ impl Worker {
             } else {
                 Vec::new()
             };
-            let t = Transfer::new(file, c.sock.clone())
+            let mut t = Transfer::new(file, c.sock.clone())
                 .src_offset(Some(p.offset))
                 .len(Some(p.len))
                 .header(p.prefix)
                 .trailer(trailer)
                 .idle_timeout(self.limits.send_timeout);
+            if let Some(s) = &c.tls {
+                t = t.seal(s.sealer());
+            }
             match self.ring.submit(t) {
                 Ok(h) => {
                     self.ops.insert(h.id(), k);
@@ -384,7 +439,20 @@ impl Worker {
         }
     }
 
+    /// Sends response bytes (sealed first on a TLS connection).
     fn send(&mut self, k: usize, bytes: Vec<u8>) {
+        let bytes = match &self.conns[k].tls {
+            Some(s) => match s.seal(&bytes) {
+                Ok(records) => records,
+                Err(_) => return self.close(k),
+            },
+            None => bytes,
+        };
+        self.send_records(k, bytes);
+    }
+
+    /// Sends bytes as they are (on a TLS connection: records already made).
+    fn send_records(&mut self, k: usize, bytes: Vec<u8>) {
         let c = &mut self.conns[k];
         c.deadline = self.now + self.limits.send_timeout;
         let op = self.ring.send(c.sock.clone(), bytes);
@@ -395,8 +463,9 @@ impl Worker {
     fn recv(&mut self, k: usize) {
         let c = &mut self.conns[k];
         let now = self.now;
+        let handshaking = c.tls.as_ref().is_some_and(|s| s.handshaking());
         if !c.lingering {
-            c.deadline = if c.buf.is_empty() {
+            c.deadline = if c.buf.is_empty() && !handshaking {
                 now + self.limits.idle_timeout
             } else {
                 // A head keeps its first deadline however slowly its bytes trickle in.
@@ -417,6 +486,11 @@ impl Worker {
     /// connection under our answer.
     fn linger(&mut self, k: usize) {
         let c = &mut self.conns[k];
+        if let Some(s) = &c.tls {
+            // The TLS end of the answer (a few bytes into an idle socket buffer; a full
+            // one only loses the alert, which clients do not need after Content-Length).
+            let _ = (&*c.sock).write(&s.close_notify());
+        }
         let _ = c.sock.shutdown(Shutdown::Write);
         c.lingering = true;
         c.deadline = self.now + LINGER;
@@ -451,4 +525,9 @@ impl Worker {
         drop(c);
         self.acceptor.on_close(self.now);
     }
+}
+
+/// A client's address for a log line.
+fn show_peer(peer: Option<IpAddr>) -> String {
+    peer.map_or_else(|| "-".to_string(), |p| p.to_string())
 }

@@ -42,8 +42,9 @@ impl Server {
         let mut banner = String::new();
         out.read_line(&mut banner).expect("ready line");
         let addr = banner
-            .split("http://")
+            .split("listening on ")
             .nth(1)
+            .and_then(|s| s.split("://").nth(1))
             .and_then(|s| s.split_whitespace().next())
             .unwrap_or_else(|| panic!("no address in {banner:?}"))
             .parse()
@@ -154,7 +155,7 @@ impl Response {
 
 /// Reads one response: the head, then exactly Content-Length body bytes (none for HEAD
 /// and 304), panicking on a short body.
-pub fn read_response(s: &mut TcpStream, head_only: bool) -> Response {
+pub fn read_response(s: &mut impl Read, head_only: bool) -> Response {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {

@@ -1,0 +1,129 @@
+//! One TLS connection's rustls state: bytes received go in, plaintext and the records
+//! to answer with (handshake flights, session tickets, alerts) come out; plaintext to
+//! send is sealed here, and file bodies by the engine through [`Session::sealer`]. The
+//! state sits behind a mutex only because a transfer's sealer must be `Send`: the
+//! server thread and the engine's executor on it never contend for it.
+
+use std::io::{self, Read, Write};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ferry_engine::Seal;
+use rustls::{ServerConfig, ServerConnection};
+
+/// A server-side TLS connection.
+pub struct Session {
+    conn: Arc<Mutex<ServerConnection>>,
+}
+
+/// What bytes received from the client amounted to.
+#[derive(Debug)]
+pub enum Received {
+    /// Records to send back before anything else (may be empty); `closed`: the client
+    /// sent `close_notify` and will send nothing more.
+    Fine { reply: Vec<u8>, closed: bool },
+    /// The client broke the protocol (garbage, a plain HTTP request, a bad handshake):
+    /// send `alert` (may be empty) and close.
+    Failed { alert: Vec<u8>, why: rustls::Error },
+}
+
+impl Session {
+    pub fn new(config: &Arc<ServerConfig>) -> io::Result<Session> {
+        let conn = ServerConnection::new(config.clone()).map_err(io::Error::other)?;
+        Ok(Session {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ServerConnection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn handshaking(&self) -> bool {
+        self.lock().is_handshaking()
+    }
+
+    /// Opens `bytes` (as received): their plaintext is appended to `plain`.
+    pub fn receive(&self, mut bytes: &[u8], plain: &mut Vec<u8>) -> Received {
+        let mut c = self.lock();
+        let mut closed = false;
+        while !bytes.is_empty() {
+            if let Err(e) = c.read_tls(&mut bytes) {
+                let why = rustls::Error::General(e.to_string());
+                return failed(&mut c, why);
+            }
+            if let Err(why) = c.process_new_packets() {
+                return failed(&mut c, why);
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            loop {
+                match c.reader().read(&mut chunk) {
+                    Ok(0) => {
+                        closed = true;
+                        break;
+                    }
+                    Ok(n) => plain.extend_from_slice(&chunk[..n]),
+                    Err(_) => break, // WouldBlock: nothing more decrypted yet
+                }
+            }
+        }
+        let mut reply = Vec::new();
+        while c.wants_write() {
+            if c.write_tls(&mut reply).is_err() {
+                break;
+            }
+        }
+        Received::Fine { reply, closed }
+    }
+
+    /// `plain` sealed into records.
+    pub fn seal(&self, plain: &[u8]) -> io::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(plain.len() + 64);
+        seal_into(&mut self.lock(), plain, &mut out)?;
+        Ok(out)
+    }
+
+    /// A sealer for a transfer into this connection.
+    pub fn sealer(&self) -> impl Seal + 'static {
+        Sealer(self.conn.clone())
+    }
+
+    /// The `close_notify` alert, sealed.
+    pub fn close_notify(&self) -> Vec<u8> {
+        let mut c = self.lock();
+        c.send_close_notify();
+        let mut out = Vec::new();
+        while c.wants_write() {
+            if c.write_tls(&mut out).is_err() {
+                break;
+            }
+        }
+        out
+    }
+}
+
+fn failed(c: &mut ServerConnection, why: rustls::Error) -> Received {
+    let mut alert = Vec::new();
+    while c.wants_write() {
+        if c.write_tls(&mut alert).is_err() {
+            break;
+        }
+    }
+    Received::Failed { alert, why }
+}
+
+fn seal_into(c: &mut ServerConnection, plain: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+    c.writer().write_all(plain)?;
+    while c.wants_write() {
+        c.write_tls(out)?;
+    }
+    Ok(())
+}
+
+struct Sealer(Arc<Mutex<ServerConnection>>);
+
+impl Seal for Sealer {
+    fn seal(&mut self, plain: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        let mut c = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        seal_into(&mut c, plain, out)
+    }
+}

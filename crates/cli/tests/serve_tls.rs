@@ -1,0 +1,291 @@
+//! `ferry serve --tls-cert --tls-key`: HTTPS byte for byte (curl, and a rustls client
+//! for keep-alive, pipelining, HEAD and ranges), session resumption, and what a bad
+//! client gets: a plain HTTP request, garbage, a handshake that stalls, a name the
+//! certificate does not cover. Certificates are made at test time. Runs on whatever
+//! backend FERRY_BACKEND says (the suite runs both).
+
+#[path = "serve/server.rs"]
+mod server;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use server::{pattern, read_response, read_to_close, Server};
+
+const FILES: [(&str, usize); 7] = [
+    ("empty.bin", 0),
+    ("one.bin", 1),
+    ("4k.bin", 4096),
+    ("16k.bin", 16384),
+    ("64k.bin", 65536),
+    ("100k.bin", 100_000),
+    ("3m.bin", 3 << 20),
+];
+
+fn site(root: &Path) {
+    for (name, len) in FILES {
+        std::fs::write(root.join(name), pattern(len, len as u32)).unwrap();
+    }
+}
+
+/// A certificate for `localhost` and its key, as PEM files in a fresh directory.
+struct Cert {
+    dir: tempfile::TempDir,
+    der: CertificateDer<'static>,
+}
+
+impl Cert {
+    fn new() -> Cert {
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cert.pem"), ck.cert.pem()).unwrap();
+        std::fs::write(dir.path().join("key.pem"), ck.signing_key.serialize_pem()).unwrap();
+        Cert {
+            der: ck.cert.der().clone(),
+            dir,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn start(&self, extra: &[&str]) -> Server {
+        let (c, k) = (self.path("cert.pem"), self.path("key.pem"));
+        let mut flags = vec![
+            "--tls-cert",
+            c.to_str().unwrap(),
+            "--tls-key",
+            k.to_str().unwrap(),
+        ];
+        flags.extend_from_slice(extra);
+        let srv = Server::start(site, &flags);
+        assert!(srv.banner.contains("https://"), "{}", srv.banner);
+        srv
+    }
+
+    fn client(&self) -> Arc<ClientConfig> {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.der.clone()).unwrap();
+        #[allow(deprecated)] // ring: a light test peer
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Arc::new(config)
+    }
+}
+
+fn tls_connect(
+    srv: &Server,
+    config: &Arc<ClientConfig>,
+    name: &str,
+) -> StreamOwned<ClientConnection, TcpStream> {
+    let conn = ClientConnection::new(
+        config.clone(),
+        ServerName::try_from(name.to_string()).unwrap(),
+    )
+    .unwrap();
+    StreamOwned::new(conn, srv.connect())
+}
+
+fn curl(args: &[&str]) -> std::process::Output {
+    let Ok(out) = Command::new("curl").args(args).output() else {
+        panic!("curl is not installed: run scripts/install-test-deps.sh");
+    };
+    out
+}
+
+#[test]
+fn curl_gets_every_size_byte_exact_over_tls_1_3_and_1_2() {
+    let cert = Cert::new();
+    let srv = cert.start(&[]);
+    let resolve = format!("localhost:{}:127.0.0.1", srv.addr.port());
+    let ca = cert.path("cert.pem");
+    for versions in [&["--tlsv1.3"][..], &["--tlsv1.2", "--tls-max", "1.2"]] {
+        for (name, len) in FILES {
+            let url = format!("https://localhost:{}/{name}", srv.addr.port());
+            let mut args = vec!["-sS", "--fail", "--cacert", ca.to_str().unwrap()];
+            args.extend_from_slice(&["--resolve", &resolve, &url]);
+            args.extend_from_slice(versions);
+            let out = curl(&args);
+            assert!(
+                out.status.success(),
+                "{versions:?} {name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                out.stdout == pattern(len, len as u32),
+                "{versions:?} {name}: bytes differ"
+            );
+        }
+    }
+    // A range and a second request on the same connection.
+    let url = format!("https://localhost:{}/3m.bin", srv.addr.port());
+    let out = curl(&[
+        "-sS",
+        "--cacert",
+        ca.to_str().unwrap(),
+        "--resolve",
+        &resolve,
+        "-r",
+        "100-199",
+        &url,
+    ]);
+    assert_eq!(out.stdout, pattern(3 << 20, 3 << 20)[100..200]);
+}
+
+#[test]
+fn keep_alive_pipelining_head_and_ranges_over_one_tls_connection() {
+    let cert = Cert::new();
+    let srv = cert.start(&[]);
+    let mut s = tls_connect(&srv, &cert.client(), "localhost");
+    // Three requests in one write: answered in order, on one connection.
+    s.write_all(
+        b"GET /100k.bin HTTP/1.1\r\nHost: x\r\n\r\n\
+          HEAD /3m.bin HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /4k.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=10-19\r\n\r\n",
+    )
+    .unwrap();
+    let r = read_response(&mut s, false);
+    assert_eq!((r.status, r.body == pattern(100_000, 100_000)), (200, true));
+    let r = read_response(&mut s, true);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-length"), Some("3145728"));
+    let r = read_response(&mut s, false);
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, pattern(4096, 4096)[10..20]);
+    // And again after the pipeline: the connection stays usable.
+    s.write_all(b"GET /3m.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut s, false);
+    assert!(r.body == pattern(3 << 20, 3 << 20));
+    assert_eq!(s.conn.alpn_protocol(), None, "no ALPN asked, none given");
+}
+
+#[test]
+fn a_session_ticket_resumes_the_next_connection() {
+    let cert = Cert::new();
+    let srv = cert.start(&[]);
+    let config = cert.client();
+    for round in 0..2 {
+        let mut s = tls_connect(&srv, &config, "localhost");
+        s.write_all(b"GET /one.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let r = read_response(&mut s, false);
+        assert_eq!(r.body, pattern(1, 1));
+        let kind = s.conn.handshake_kind();
+        let want = if round == 0 {
+            rustls::HandshakeKind::Full
+        } else {
+            rustls::HandshakeKind::Resumed
+        };
+        assert_eq!(kind, Some(want), "round {round}");
+    }
+}
+
+#[test]
+fn a_plain_http_request_on_the_tls_port_gets_an_alert_and_a_close() {
+    let cert = Cert::new();
+    let srv = cert.start(&[]);
+    let mut s = srv.connect();
+    let t0 = Instant::now();
+    s.write_all(b"GET /one.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let got = read_to_close(&mut s);
+    assert!(t0.elapsed() < Duration::from_secs(5), "no hang");
+    // A TLS alert record (content type 21), never an HTTP answer in the clear.
+    assert!(
+        got.is_empty() || got[0] == 21,
+        "{:?}",
+        &got[..got.len().min(16)]
+    );
+    assert!(!got.windows(4).any(|w| w == b"HTTP"));
+}
+
+#[test]
+fn garbage_and_a_stalled_handshake_are_cut() {
+    let cert = Cert::new();
+    let srv = cert.start(&["--header-timeout", "1"]);
+    // Garbage where a ClientHello should be.
+    let mut s = srv.connect();
+    let t0 = Instant::now();
+    s.write_all(&pattern(3000, 9)).unwrap();
+    let _ = read_to_close(&mut s);
+    assert!(t0.elapsed() < Duration::from_secs(5), "garbage: no hang");
+    // Half a ClientHello, then nothing: cut by --header-timeout.
+    let mut hello = Vec::new();
+    let mut c =
+        ClientConnection::new(cert.client(), ServerName::try_from("localhost").unwrap()).unwrap();
+    c.write_tls(&mut hello).unwrap();
+    let mut s = srv.connect();
+    let t0 = Instant::now();
+    s.write_all(&hello[..hello.len() / 2]).unwrap();
+    let got = read_to_close(&mut s);
+    let took = t0.elapsed();
+    assert!(got.is_empty(), "nothing answered to half a hello: {got:?}");
+    assert!(
+        took >= Duration::from_millis(700) && took < Duration::from_secs(5),
+        "cut after the header timeout, took {took:?}"
+    );
+    // The server still serves.
+    let mut s = tls_connect(&srv, &cert.client(), "localhost");
+    s.write_all(b"GET /4k.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut s, false).body, pattern(4096, 4096));
+}
+
+#[test]
+fn a_name_the_certificate_does_not_cover_fails_the_clients_check() {
+    // One certificate, no SNI-based choice: a client asking for another name is given
+    // it and refuses it (as with nginx's default server), the server just closes.
+    let cert = Cert::new();
+    let srv = cert.start(&[]);
+    let mut s = tls_connect(&srv, &cert.client(), "other.example");
+    let e = s
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .and_then(|_| {
+            let mut b = [0u8; 1];
+            s.read(&mut b).map(|_| ())
+        });
+    let e = e.expect_err("the client must refuse the certificate");
+    assert!(e.to_string().contains("not valid for name"), "{e}");
+}
+
+#[test]
+fn a_missing_or_mismatched_key_is_refused_at_start_naming_the_option() {
+    let cert = Cert::new();
+    let other = Cert::new();
+    for (c, k, want) in [
+        (cert.path("cert.pem"), cert.path("nope.pem"), "--tls-key"),
+        (cert.path("nope.pem"), cert.path("key.pem"), "--tls-cert"),
+        (cert.path("key.pem"), cert.path("key.pem"), "--tls-cert"),
+        (cert.path("cert.pem"), other.path("key.pem"), "--tls-key"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--tls-cert"])
+            .arg(&c)
+            .arg("--tls-key")
+            .arg(&k)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{c:?} {k:?} started");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{c:?} {k:?}: {err}");
+    }
+    // One without the other is a usage error.
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--tls-cert"])
+        .arg(cert.path("cert.pem"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-key"));
+}
