@@ -30,6 +30,10 @@ if [ -d crates/engine ]; then
     step "tests with FERRY_BACKEND=blocking"
     FERRY_BACKEND=blocking cargo test --workspace
 fi
+if [ -d crates/cli ]; then
+    step "HTTPS tests under a kernel with kernel TLS (VM, both backends)"
+    scripts/test-ktls.sh
+fi
 step "clippy + tests with --cfg ferry_force_fallback (portable fallback forced)"
 export RUSTFLAGS="--cfg ferry_force_fallback" RUSTDOCFLAGS="--cfg ferry_force_fallback"
 # A separate target dir (different cfg), under the caller's CARGO_TARGET_DIR if set.

@@ -57,6 +57,10 @@ impl Cert {
     }
 
     fn start(&self, extra: &[&str]) -> Server {
+        self.start_env(extra, &[])
+    }
+
+    fn start_env(&self, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let (c, k) = (self.path("cert.pem"), self.path("key.pem"));
         let mut flags = vec![
             "--tls-cert",
@@ -65,7 +69,7 @@ impl Cert {
             k.to_str().unwrap(),
         ];
         flags.extend_from_slice(extra);
-        let srv = Server::start(site, &flags);
+        let srv = Server::start_env(site, &flags, env);
         assert!(srv.banner.contains("https://"), "{}", srv.banner);
         srv
     }
@@ -288,4 +292,143 @@ fn a_missing_or_mismatched_key_is_refused_at_start_naming_the_option() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-key"));
+}
+
+/// The kernel's TLS counters (`/proc/net/tls_stat`), by name.
+fn tls_stat(name: &str) -> u64 {
+    let stat = std::fs::read_to_string("/proc/net/tls_stat").unwrap_or_default();
+    stat.lines()
+        .find_map(|l| {
+            let mut f = l.split_whitespace();
+            (f.next() == Some(name)).then(|| f.next().unwrap().parse().unwrap())
+        })
+        .unwrap_or(0)
+}
+
+/// Whether this server hands its records to the kernel; says so loudly when not.
+fn kernel_tls_or_skip(srv: &Server, test: &str) -> bool {
+    if srv.banner.contains("records by the kernel") {
+        return true;
+    }
+    eprintln!(
+        "SKIPPED {test}: no kernel TLS here ({}); run it in a kernel with the tls module \
+         (scripts/test-ktls.sh)",
+        srv.banner.trim()
+    );
+    false
+}
+
+#[test]
+fn kernel_tls_carries_the_records_and_the_body_leaves_by_sendfile() {
+    let cert = Cert::new();
+    // The syscall executor (epoll readiness loop): what moves the body is visible to
+    // strace. The io_uring executor runs the same plan (splice instead of sendfile).
+    let srv = cert.start_env(
+        &["--memory-cache-max", "0", "--threads", "1"],
+        &[("FERRY_BACKEND", "blocking")],
+    );
+    if !kernel_tls_or_skip(
+        &srv,
+        "kernel_tls_carries_the_records_and_the_body_leaves_by_sendfile",
+    ) {
+        return;
+    }
+    let trace = tempfile::NamedTempFile::new().unwrap();
+    let mut strace = Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-e",
+            "trace=sendfile,read,pread64,preadv,preadv2,splice",
+            "-o",
+        ])
+        .arg(trace.path())
+        .args(["-p", &srv.proc.child.id().to_string()])
+        .spawn()
+        .expect("strace (scripts/install-test-deps.sh)");
+    std::thread::sleep(Duration::from_millis(500)); // attached
+    let before = tls_stat("TlsTxSw");
+    let resolve = format!("localhost:{}:127.0.0.1", srv.addr.port());
+    let url = format!("https://localhost:{}/3m.bin", srv.addr.port());
+    let ca = cert.path("cert.pem");
+    for version in ["--tlsv1.3", "--tlsv1.2"] {
+        let max = if version == "--tlsv1.2" { "1.2" } else { "1.3" };
+        let out = curl(&[
+            "-sS",
+            "--fail",
+            "--cacert",
+            ca.to_str().unwrap(),
+            "--resolve",
+            &resolve,
+            version,
+            "--tls-max",
+            max,
+            &url,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stdout == pattern(3 << 20, 3 << 20),
+            "{version}: bytes differ"
+        );
+    }
+    assert!(
+        tls_stat("TlsTxSw") >= before + 2,
+        "the kernel sealed both connections"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = Command::new("kill").arg(strace.id().to_string()).status();
+    let _ = strace.wait();
+    let log = std::fs::read_to_string(trace.path()).unwrap();
+    let total = |call: &str| -> u64 {
+        log.lines()
+            .filter(|l| l.contains(&format!("{call}(")))
+            .filter_map(|l| {
+                l.rsplit("= ")
+                    .next()?
+                    .split_whitespace()
+                    .next()?
+                    .parse::<i64>()
+                    .ok()
+            })
+            .filter(|&n| n > 0)
+            .map(|n| n as u64)
+            .sum()
+    };
+    assert!(
+        total("sendfile") >= 2 * (3 << 20),
+        "bodies by sendfile: {log}"
+    );
+    let read = total("read(") + total("pread64") + total("preadv") + total("preadv2");
+    assert!(read < 4096, "{read} bytes read into user space: {log}");
+}
+
+#[test]
+fn a_key_update_is_followed_in_user_space_and_closes_a_kernel_tls_connection() {
+    let cert = Cert::new();
+    let srv = cert.start(&[]);
+    let mut s = tls_connect(&srv, &cert.client(), "localhost");
+    s.write_all(b"GET /4k.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut s, false).body, pattern(4096, 4096));
+    s.conn.refresh_traffic_keys().unwrap();
+    s.write_all(b"GET /16k.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    if srv.banner.contains("records by the kernel") {
+        // This kernel's TLS receive side does not follow a key update (6.14 does): the
+        // connection is closed, never answered with the old keys or left hanging.
+        let t0 = Instant::now();
+        let mut b = [0u8; 1];
+        let r = s.read(&mut b);
+        assert!(
+            matches!(r, Ok(0) | Err(_)),
+            "answered after a key update: {r:?}"
+        );
+        assert!(t0.elapsed() < Duration::from_secs(5));
+    } else {
+        assert_eq!(read_response(&mut s, false).body, pattern(16384, 16384));
+    }
 }

@@ -111,7 +111,14 @@ fn parse_secs(s: &str) -> Result<f64, String> {
 pub fn run(args: ServeArgs) -> io::Result<()> {
     error_log::init("ferry serve", args.error_log.as_deref())?;
     let root = Root::open(&args.root)?;
-    let tls = crate::tls::load(&args.tls)?;
+    let kernel_tls = match crate::tls::ktls::probe() {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+            Err("this kernel has no TLS module".to_string())
+        }
+        Err(e) => Err(format!("kernel TLS unavailable: {e}")),
+    };
+    let tls = crate::tls::load(&args.tls, kernel_tls.is_ok())?;
     let threads = rings::thread_count(args.threads);
     let log = args
         .access_log
@@ -141,11 +148,11 @@ pub fn run(args: ServeArgs) -> io::Result<()> {
             let root = root.try_clone()?;
             let limits = limits.clone();
             let log = log.as_ref().map(AccessLog::new).transpose()?;
-            let tls = tls.clone();
+            let (tls, kernel) = (tls.clone(), kernel_tls.is_ok());
             Ok(move |ring: LocalEngine, listener, stop| {
                 let cache = FileCache::new(Duration::from_secs(1), cache_fds as usize, small);
                 Worker::new(ring, Site::new(root, cache), listener, limits, log, stop)
-                    .with_tls(tls)
+                    .with_tls(tls, kernel)
                     .run()
             })
         },
@@ -159,8 +166,10 @@ pub fn run(args: ServeArgs) -> io::Result<()> {
         max_connections,
     );
     if tls.is_some() {
-        // Kernel TLS (sendfile through the socket's own encryption) is still to come.
-        line += "; TLS 1.3/1.2 by rustls, encrypted in user space";
+        line += &match &kernel_tls {
+            Ok(()) => "; TLS 1.3/1.2 by rustls, records by the kernel (kTLS)".to_string(),
+            Err(why) => format!("; TLS 1.3/1.2 by rustls, encrypted in user space ({why})"),
+        };
     }
     if args.verbose {
         let containment = if root.uses_openat2() {
@@ -176,5 +185,9 @@ pub fn run(args: ServeArgs) -> io::Result<()> {
     }
     println!("{line})");
     error_log::lifecycle(format_args!("started: {line})"));
-    rings.join()
+    let r = rings.join();
+    if tls.is_some() {
+        error_log::lifecycle(format_args!("TLS connections: {}", crate::tls::counts()));
+    }
+    r
 }

@@ -103,6 +103,8 @@ pub struct Worker {
     stop: Arc<AtomicBool>,
     /// HTTPS: every connection speaks TLS with this config.
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// After its handshake, a connection's record layer moves to the kernel (kTLS).
+    kernel_tls: bool,
 }
 
 impl Worker {
@@ -128,13 +130,55 @@ impl Worker {
             batch: Vec::new(),
             stop,
             tls: None,
+            kernel_tls: false,
         }
     }
 
-    /// Every connection speaks TLS with `config`.
-    pub fn with_tls(mut self, config: Option<Arc<rustls::ServerConfig>>) -> Worker {
+    /// Every connection speaks TLS with `config`; with `kernel`, its record layer
+    /// moves to the kernel after the handshake.
+    pub fn with_tls(mut self, config: Option<Arc<rustls::ServerConfig>>, kernel: bool) -> Worker {
         self.tls = config;
+        self.kernel_tls = kernel;
         self
+    }
+
+    /// A TLS connection whose handshake is over moves its record layer to the kernel
+    /// (when it can: between two records, nothing sealed still to send); from then on
+    /// it is served as plain HTTP — file bodies by `sendfile`/`splice`, sealed by the
+    /// kernel. A hand-over that fails half-way (the secrets are gone) dooms the
+    /// connection.
+    fn move_to_kernel_tls(&mut self, k: usize) {
+        let c = &mut self.conns[k];
+        let Some(s) = &mut c.tls else {
+            return;
+        };
+        if s.counted || s.handshaking() {
+            return;
+        }
+        if !self.kernel_tls {
+            s.counted = true;
+            return tls::count(false);
+        }
+        if !s.kernel_ready() {
+            return; // again after the next receive or send
+        }
+        s.counted = true;
+        if let Err(e) = tls::ktls::attach(&c.sock) {
+            tls_note(
+                c.peer,
+                format_args!("kernel TLS refused ({e}); sealing in user space"),
+            );
+            return tls::count(false);
+        }
+        let conn = c.tls.take().and_then(|s| s.into_connection());
+        match conn.map(|conn| tls::ktls::hand_over(conn, &c.sock)) {
+            Some(Ok(())) => tls::count(true),
+            Some(Err(e)) => {
+                tls_note(c.peer, format_args!("kernel TLS hand-over failed: {e}"));
+                c.doomed = true;
+            }
+            None => c.doomed = true,
+        }
     }
 
     /// Serves until the stop flag is raised, then finishes responses in flight (within
@@ -220,7 +264,10 @@ impl Worker {
                 };
                 self.conns[k].pending = Pending::None;
                 match result {
-                    Ok(_) => self.next_piece(k),
+                    Ok(_) => {
+                        self.move_to_kernel_tls(k);
+                        self.next_piece(k)
+                    }
                     Err(_) => self.close(k),
                 }
             }
@@ -297,15 +344,11 @@ impl Worker {
             return self.recv(k);
         }
         let was_empty = c.buf.is_empty();
-        if let Some(s) = &c.tls {
+        if let Some(s) = &mut c.tls {
             match s.receive(&buf, &mut c.buf) {
                 Received::Failed { alert, why } => {
                     // Not TLS, or broken TLS: the alert, then the connection closes.
-                    crate::error_log::say(
-                        crate::error_log::Level::Notice,
-                        crate::error_log::Kind::Tls,
-                        format_args!("TLS with client {} failed: {why}", show_peer(c.peer)),
-                    );
+                    tls_note(c.peer, format_args!("failed: {why}"));
                     c.doomed = true;
                     if alert.is_empty() {
                         return self.close(k);
@@ -322,7 +365,8 @@ impl Worker {
                         // Handshake flights and tickets first; `next_piece` goes on.
                         return self.send_records(k, reply);
                     }
-                    if c.doomed {
+                    self.move_to_kernel_tls(k);
+                    if self.conns[k].doomed {
                         return self.close(k);
                     }
                 }
@@ -527,7 +571,12 @@ impl Worker {
     }
 }
 
-/// A client's address for a log line.
-fn show_peer(peer: Option<IpAddr>) -> String {
-    peer.map_or_else(|| "-".to_string(), |p| p.to_string())
+/// An error-log line about a client's TLS (one a second at most).
+fn tls_note(peer: Option<IpAddr>, what: std::fmt::Arguments<'_>) {
+    let peer = peer.map_or_else(|| "-".to_string(), |p| p.to_string());
+    crate::error_log::say(
+        crate::error_log::Level::Notice,
+        crate::error_log::Kind::Tls,
+        format_args!("TLS with client {peer}: {what}"),
+    );
 }

@@ -29,8 +29,9 @@ fn bad(arg: &str, path: &Path, why: impl std::fmt::Display) -> io::Error {
     )
 }
 
-/// The server config of `args`, or `None` when TLS is off.
-pub fn load(args: &TlsArgs) -> io::Result<Option<Arc<ServerConfig>>> {
+/// The server config of `args`, or `None` when TLS is off. `kernel`: the record layer
+/// may move to the kernel after the handshake (the secrets are then kept for it).
+pub fn load(args: &TlsArgs, kernel: bool) -> io::Result<Option<Arc<ServerConfig>>> {
     let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
         return Ok(None);
     };
@@ -53,6 +54,7 @@ pub fn load(args: &TlsArgs) -> io::Result<Option<Arc<ServerConfig>>> {
         .with_single_cert(chain, key)
         .map_err(|e| bad("--tls-key", args.tls_key.as_deref().unwrap(), e))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.enable_secret_extraction = kernel;
     config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(io::Error::other)?;
     Ok(Some(Arc::new(config)))
 }

@@ -13,6 +13,13 @@ use rustls::{ServerConfig, ServerConnection};
 /// A server-side TLS connection.
 pub struct Session {
     conn: Arc<Mutex<ServerConnection>>,
+    /// Where the received stream is in its records: bytes left of the current record,
+    /// and the bytes of a record header seen so far (a hand-over to the kernel must
+    /// happen between two records).
+    record_left: usize,
+    header: ([u8; 5], usize),
+    /// Its record layer was counted (`tls::count`) when the handshake ended.
+    pub counted: bool,
 }
 
 /// What bytes received from the client amounted to.
@@ -31,6 +38,9 @@ impl Session {
         let conn = ServerConnection::new(config.clone()).map_err(io::Error::other)?;
         Ok(Session {
             conn: Arc::new(Mutex::new(conn)),
+            record_left: 0,
+            header: ([0; 5], 0),
+            counted: false,
         })
     }
 
@@ -42,8 +52,48 @@ impl Session {
         self.lock().is_handshaking()
     }
 
+    /// Follows the record framing of received `bytes`.
+    fn track_records(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            if self.record_left > 0 {
+                let n = self.record_left.min(bytes.len());
+                self.record_left -= n;
+                bytes = &bytes[n..];
+                continue;
+            }
+            let (h, seen) = &mut self.header;
+            h[*seen] = bytes[0];
+            *seen += 1;
+            bytes = &bytes[1..];
+            if *seen == 5 {
+                self.record_left = u16::from_be_bytes([h[3], h[4]]) as usize;
+                *seen = 0;
+            }
+        }
+    }
+
+    /// Whether the record layer may move to the kernel now: the handshake is over,
+    /// nothing sealed waits to be sent, no transfer holds a sealer, and the received
+    /// stream is between two records.
+    pub fn kernel_ready(&self) -> bool {
+        let c = self.lock();
+        !c.is_handshaking()
+            && !c.wants_write()
+            && Arc::strong_count(&self.conn) == 1
+            && self.record_left == 0
+            && self.header.1 == 0
+    }
+
+    /// The rustls state, for the hand-over to the kernel (`kernel_ready` first).
+    pub fn into_connection(self) -> Option<ServerConnection> {
+        let m = Arc::try_unwrap(self.conn).ok()?;
+        Some(m.into_inner().unwrap_or_else(|e| e.into_inner()))
+    }
+
     /// Opens `bytes` (as received): their plaintext is appended to `plain`.
-    pub fn receive(&self, mut bytes: &[u8], plain: &mut Vec<u8>) -> Received {
+    pub fn receive(&mut self, bytes: &[u8], plain: &mut Vec<u8>) -> Received {
+        self.track_records(bytes);
+        let mut bytes = bytes;
         let mut c = self.lock();
         let mut closed = false;
         while !bytes.is_empty() {

@@ -23,9 +23,15 @@ pub struct Server {
 impl Server {
     /// Starts `ferry serve` on a fresh root filled by `fill`, with extra flags.
     pub fn start(fill: impl FnOnce(&Path), flags: &[&str]) -> Server {
+        Server::start_env(fill, flags, &[])
+    }
+
+    /// `start` with extra environment variables for the server.
+    pub fn start_env(fill: impl FnOnce(&Path), flags: &[&str], env: &[(&str, &str)]) -> Server {
         let root = tempfile::tempdir().expect("temp root");
         fill(root.path());
         let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .envs(env.iter().copied())
             .args(["serve", "-v", "--listen", "127.0.0.1:0", "--root"])
             .arg(root.path())
             .args(if flags.contains(&"--threads") {

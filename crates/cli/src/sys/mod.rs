@@ -1,4 +1,5 @@
-//! The few calls of `ferry serve`/`ferry proxy` that `libc` has and `rustix` does not.
+//! The few calls of `ferry serve`/`ferry proxy` that `libc` has and `rustix` does not
+//! (kernel TLS setup in `ktls.rs`).
 
 /// Gives the heap's free pages back to the kernel (glibc keeps them after a crowd of
 /// connections left; `malloc_trim` releases free pages anywhere in the heap, not only
@@ -27,3 +28,5 @@ pub fn take_inherited(fd: std::os::fd::RawFd) -> Option<std::os::fd::OwnedFd> {
     // nothing else in the process refers to it, so it is owned exactly once here.
     Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
+mod ktls;
+pub use ktls::{ktls_set_crypto, ktls_set_ulp, KtlsDirection};
