@@ -42,9 +42,10 @@ struct Cli {
 enum Command {
     /// Side-by-side benchmark of ferry against plain syscall loops, nginx and HAProxy.
     ///
-    /// Seven scenarios over loopback on built-in data: file → socket, socket → socket,
+    /// Eight scenarios over loopback on built-in data: file → socket, socket → socket,
     /// request-response, file → file (ferry's engines against syscall loops),
-    /// http-static (ferry serve against nginx under wrk), tcp-proxy (ferry proxy
+    /// http-static (ferry serve against nginx under wrk), https-static (the same over
+    /// TLS, one certificate made for the run), tcp-proxy (ferry proxy
     /// against HAProxy) and connections (memory per idle connection and the active
     /// load's CPU with thousands idle, against nginx and HAProxy); absent peers are reported "not run" (scripts/install-peers.sh
     /// installs them). Every method runs interleaved with the others, every byte
@@ -102,12 +103,14 @@ struct BenchArgs {
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
     /// Only these scenarios: file-to-socket, socket-to-socket, request-response,
-    /// file-to-file, http-static (nginx vs ferry serve), tcp-proxy (HAProxy vs ferry proxy),
+    /// file-to-file, http-static (nginx vs ferry serve), https-static (the same over TLS),
+    /// tcp-proxy (HAProxy vs ferry proxy),
     /// connections (idle connections: nginx, ferry serve, HAProxy, ferry proxy).
     #[arg(long, value_parser = parse_scenario)]
     scenario: Vec<Scenario>,
     /// Only these methods: read-write, std-copy, sendfile, splice, engine-uring,
     /// engine-blocking, engine-local; nginx, nginx-nopush-off, ferry-serve (http-static);
+    /// nginx-tls, ferry-serve-tls (https-static);
     /// haproxy, haproxy-splice, ferry-proxy (tcp-proxy).
     #[arg(long, value_parser = parse_method)]
     method: Vec<Method>,

@@ -56,10 +56,16 @@ fn cached_and_evicted_file_bodies_arrive_whole_and_only_the_evicted_one_uses_io_
                         workers_after >= 1,
                         "the uncached body was not read by an async ring op"
                     );
-                } else {
+                } else if has_cachestat() {
                     assert_eq!(
                         workers_after, workers_before,
                         "a cached body on a quiet ring started io-wq workers"
+                    );
+                } else {
+                    eprintln!(
+                        "NOT TESTED: a cached body spliced on the ring's thread: this kernel \
+                         has no cachestat (Linux < 6.5), so every file body goes to the ring \
+                         as an async op (io-wq), as an uncached one does"
                     );
                 }
             }

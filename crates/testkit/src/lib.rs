@@ -127,6 +127,18 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     }
 }
 
+/// Whether the kernel has `cachestat(2)` (Linux 6.5): without it the engine cannot
+/// tell a cached file body from one that must wait for the disk.
+pub fn has_cachestat() -> bool {
+    let f = tempfile::tempfile().expect("tempfile");
+    use std::os::fd::AsRawFd;
+    let range = [0u64, 0u64];
+    let mut st = [0u64; 5];
+    // SAFETY: both arrays are live and laid out as the kernel's structs; flags are 0.
+    let r = unsafe { libc::syscall(451, f.as_raw_fd(), range.as_ptr(), st.as_mut_ptr(), 0) };
+    r == 0
+}
+
 /// Drops `f`'s pages from the page cache (written back first), so the next read of it
 /// has to wait for the disk. False when the kernel kept them (tmpfs, no `cachestat` to
 /// check): the caller must then say that it could not test the uncached path.

@@ -22,6 +22,10 @@ pub enum Method {
     NginxNoPush,
     /// `ferry serve` serving the file (http-static).
     FerryServe,
+    /// nginx serving the file over HTTPS (https-static; OpenSSL, `ssl_session_tickets`).
+    NginxTls,
+    /// `ferry serve --tls-cert --tls-key` (https-static).
+    FerryServeTls,
     /// HAProxy, TCP mode, `option splice-auto` (tcp-proxy).
     Haproxy,
     /// HAProxy, TCP mode, splice both ways through 1 MiB pipes (tcp-proxy).
@@ -31,7 +35,7 @@ pub enum Method {
 }
 
 impl Method {
-    pub const ALL: [Method; 13] = [
+    pub const ALL: [Method; 15] = [
         Method::ReadWrite,
         Method::StdCopy,
         Method::Sendfile,
@@ -42,6 +46,8 @@ impl Method {
         Method::Nginx,
         Method::NginxNoPush,
         Method::FerryServe,
+        Method::NginxTls,
+        Method::FerryServeTls,
         Method::Haproxy,
         Method::HaproxySplice,
         Method::FerryProxy,
@@ -59,6 +65,8 @@ impl Method {
             Method::Nginx => "nginx",
             Method::NginxNoPush => "nginx-nopush-off",
             Method::FerryServe => "ferry-serve",
+            Method::NginxTls => "nginx-tls",
+            Method::FerryServeTls => "ferry-serve-tls",
             Method::Haproxy => "haproxy",
             Method::HaproxySplice => "haproxy-splice",
             Method::FerryProxy => "ferry-proxy",
@@ -76,6 +84,7 @@ impl Method {
                 | Method::EngineBlocking
                 | Method::EngineLocal
                 | Method::FerryServe
+                | Method::FerryServeTls
                 | Method::FerryProxy
         )
     }
@@ -85,6 +94,7 @@ impl Method {
     pub fn family(self) -> Scenario {
         match self {
             Method::Nginx | Method::NginxNoPush | Method::FerryServe => Scenario::HttpStatic,
+            Method::NginxTls | Method::FerryServeTls => Scenario::HttpsStatic,
             Method::Haproxy | Method::HaproxySplice | Method::FerryProxy => Scenario::TcpProxy,
             _ => Scenario::FileToSocket,
         }
@@ -100,6 +110,8 @@ pub enum Scenario {
     FileToFile,
     /// nginx against `ferry serve` under wrk.
     HttpStatic,
+    /// The same over HTTPS (both encrypting in user space where the kernel has no TLS).
+    HttpsStatic,
     /// HAProxy against `ferry proxy`.
     TcpProxy,
     /// Many idle connections: nginx and HAProxy against `ferry serve` and `ferry proxy`.
@@ -107,12 +119,13 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::FileToSocket,
         Scenario::SocketToSocket,
         Scenario::RequestResponse,
         Scenario::FileToFile,
         Scenario::HttpStatic,
+        Scenario::HttpsStatic,
         Scenario::TcpProxy,
         Scenario::Connections,
     ];
@@ -124,6 +137,7 @@ impl Scenario {
             Scenario::RequestResponse => "request-response",
             Scenario::FileToFile => "file-to-file",
             Scenario::HttpStatic => "http-static",
+            Scenario::HttpsStatic => "https-static",
             Scenario::TcpProxy => "tcp-proxy",
             Scenario::Connections => "connections",
         }
@@ -137,7 +151,7 @@ impl Scenario {
     /// movers everywhere else. (Methods of the other family are left out of the table.)
     pub fn compares(self, m: Method) -> bool {
         match self {
-            Scenario::HttpStatic | Scenario::TcpProxy => m.family() == self,
+            Scenario::HttpStatic | Scenario::HttpsStatic | Scenario::TcpProxy => m.family() == self,
             // One configuration of each server: the memory of a connection does not
             // depend on tcp_nopush or the pipe size.
             Scenario::Connections => matches!(

@@ -1,5 +1,8 @@
 //! The `http-static` scenario: nginx against `ferry serve`, the same files, the same
-//! load generator (wrk, closed loop, keep-alive), one server process each.
+//! load generator (wrk, closed loop, keep-alive), one server process each; and
+//! `https-static`, the same over HTTPS with one certificate made for the run
+//! (`https.rs`): nginx with `ssl`, `ssl_session_tickets on`, against `ferry serve
+//! --tls-cert --tls-key`.
 //!
 //! nginx runs with the fair configuration of docs/benchmarks.md (one process,
 //! `sendfile on; tcp_nopush on; open_file_cache`, access log off, keep-alive unbounded);
@@ -23,28 +26,71 @@ pub struct Servers {
     pub ferry: Result<Peer, String>,
     wrk: Result<PathBuf, String>,
     pin: bool,
+    /// HTTPS (https-static): the certificate both servers use.
+    tls: Option<super::https::TlsFiles>,
 }
 
 impl Servers {
     /// Starts nginx and `ferry serve` on `root` (nginx's own files go under
     /// `root/.nginx`). Absent peers are reasons, not errors.
     pub fn start(root: &Path, pin: bool) -> Servers {
+        Servers::start_with(root, pin, None)
+    }
+
+    /// The HTTPS pair (https-static): nginx with `ssl` and `ferry serve` with TLS, one
+    /// certificate made for the run.
+    pub fn start_tls(root: &Path, pin: bool) -> Servers {
+        match super::https::TlsFiles::make(root) {
+            Ok(tls) => Servers::start_with(root, pin, Some(tls)),
+            Err(e) => {
+                let why = format!("not run: no certificate: {e}");
+                Servers {
+                    nginx: Err(why.clone()),
+                    nginx_nopush: Err(why.clone()),
+                    ferry: Err(why.clone()),
+                    wrk: Err(why),
+                    pin,
+                    tls: None,
+                }
+            }
+        }
+    }
+
+    fn start_with(root: &Path, pin: bool, tls: Option<super::https::TlsFiles>) -> Servers {
         let server_cpu = pin.then_some(0);
         let wrk = peers::find("wrk")
             .ok_or_else(|| "not run: wrk not installed (scripts/install-peers.sh)".to_string());
         let nginx = |nopush: bool| match peers::find("nginx") {
             None => Err("not run: nginx not installed (scripts/install-peers.sh)".to_string()),
-            Some(bin) => peers::start_nginx(&bin, root, server_cpu, nopush, 8192, 65)
+            Some(bin) => peers::start_nginx(&bin, root, server_cpu, nopush, 8192, 65, tls.as_ref())
                 .map_err(|e| format!("nginx did not start: {e}")),
         };
-        let ferry = peers::start_ferry_serve(root, server_cpu, "ferry serve", &[])
+        let (cert, key) = match &tls {
+            Some(t) => (t.cert.display().to_string(), t.key.display().to_string()),
+            None => Default::default(),
+        };
+        let extra: Vec<&str> = match &tls {
+            Some(_) => vec!["--tls-cert", &cert, "--tls-key", &key],
+            None => Vec::new(),
+        };
+        let name = if tls.is_some() {
+            "ferry serve (TLS)"
+        } else {
+            "ferry serve"
+        };
+        let ferry = peers::start_ferry_serve(root, server_cpu, name, &extra)
             .map_err(|e| format!("ferry serve did not start: {e}"));
         Servers {
             nginx: nginx(true),
-            nginx_nopush: nginx(false),
+            // One nginx configuration over TLS (tcp_nopush matters little there).
+            nginx_nopush: match &tls {
+                Some(_) => Err("not run over TLS".into()),
+                None => nginx(false),
+            },
             ferry,
             wrk,
             pin,
+            tls,
         }
     }
 
@@ -54,9 +100,9 @@ impl Servers {
             return Some(e.clone());
         }
         match m {
-            Method::Nginx => self.nginx.as_ref().err().cloned(),
+            Method::Nginx | Method::NginxTls => self.nginx.as_ref().err().cloned(),
             Method::NginxNoPush => self.nginx_nopush.as_ref().err().cloned(),
-            Method::FerryServe => self.ferry.as_ref().err().cloned(),
+            Method::FerryServe | Method::FerryServeTls => self.ferry.as_ref().err().cloned(),
             _ => Some("not an HTTP server".into()),
         }
     }
@@ -81,7 +127,7 @@ impl Servers {
 
     fn peer(&self, m: Method) -> io::Result<&Peer> {
         match m {
-            Method::Nginx => self.nginx.as_ref(),
+            Method::Nginx | Method::NginxTls => self.nginx.as_ref(),
             Method::NginxNoPush => self.nginx_nopush.as_ref(),
             _ => self.ferry.as_ref(),
         }
@@ -101,11 +147,21 @@ impl Servers {
         let peer = self.peer(m)?;
         let path = format!("/data-{size}");
         if let Some(want) = expect {
-            peers::verify_get(peer.addr, peer.name, &path, size, want)?;
+            match &self.tls {
+                Some(tls) => {
+                    let all = tls.fetch(peer.addr, &path)?;
+                    peers::check_response(&all, peer.name, size, want)?;
+                }
+                None => peers::verify_get(peer.addr, peer.name, &path, size, want)?,
+            }
             return Ok(peers::verified(size));
         }
         let wrk = self.wrk.as_ref().map_err(|e| fail(e.clone()))?;
-        let url = format!("http://{}{path}", peer.addr);
+        let url = match self.tls {
+            // The certificate names localhost; wrk does not check it.
+            Some(_) => format!("https://{}{path}", peer.addr),
+            None => format!("http://{}{path}", peer.addr),
+        };
         peers::wrk(wrk, self.pin, &url, connections, secs, size, peer)
     }
 }

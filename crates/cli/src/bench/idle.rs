@@ -86,7 +86,7 @@ impl Subjects {
         let idle_secs = IDLE_SECS.to_string();
         let nginx = |cpu| match peers::find("nginx") {
             None => Err("not run: nginx not installed (scripts/install-peers.sh)".to_string()),
-            Some(bin) => peers::start_nginx(&bin, root, cpu, true, room, IDLE_SECS)
+            Some(bin) => peers::start_nginx(&bin, root, cpu, true, room, IDLE_SECS, None)
                 .map_err(|e| format!("nginx did not start: {e}")),
         };
         let origin = match peers::find("nginx") {

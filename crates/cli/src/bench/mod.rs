@@ -6,6 +6,7 @@ mod bulk;
 mod common;
 mod header;
 mod http;
+mod https;
 mod idle;
 mod idle_case;
 mod idle_report;
@@ -80,7 +81,7 @@ impl Case {
 
     pub fn per_request(&self) -> bool {
         match self.scenario {
-            Scenario::RequestResponse | Scenario::HttpStatic => true,
+            Scenario::RequestResponse | Scenario::HttpStatic | Scenario::HttpsStatic => true,
             Scenario::TcpProxy => self.connections > 1,
             _ => false,
         }
@@ -99,8 +100,8 @@ fn default_sizes(s: Scenario, quick: bool) -> Vec<u64> {
     match (s, quick) {
         (Scenario::RequestResponse, false) => vec![4 * K, 64 * K, M],
         (Scenario::RequestResponse, true) => vec![4 * K, M],
-        (Scenario::HttpStatic, false) => vec![4 * K, 64 * K, M],
-        (Scenario::HttpStatic, true) => vec![4 * K],
+        (Scenario::HttpStatic | Scenario::HttpsStatic, false) => vec![4 * K, 64 * K, M],
+        (Scenario::HttpStatic | Scenario::HttpsStatic, true) => vec![4 * K],
         (_, false) => vec![256 * M],
         (_, true) => vec![16 * M],
     }
@@ -143,12 +144,15 @@ fn cases(o: &Options) -> Vec<Case> {
         };
         let many = matches!(
             scenario,
-            Scenario::RequestResponse | Scenario::HttpStatic | Scenario::TcpProxy
+            Scenario::RequestResponse
+                | Scenario::HttpStatic
+                | Scenario::HttpsStatic
+                | Scenario::TcpProxy
         );
         let conns = match scenario {
             _ if many && !o.connections.is_empty() => o.connections.clone(),
             Scenario::RequestResponse if o.quick => vec![1, 16],
-            Scenario::HttpStatic if o.quick => vec![64],
+            Scenario::HttpStatic | Scenario::HttpsStatic if o.quick => vec![64],
             _ if many => vec![1, 64],
             _ => vec![1],
         };
@@ -288,6 +292,7 @@ pub fn run(o: &Options) -> io::Result<()> {
     let paced_secs = if o.quick { 0.5 } else { 2.0 };
     let mut paced_json = Vec::new();
     let mut http_servers: Option<http::Servers> = None;
+    let mut https_servers: Option<http::Servers> = None;
     let mut proxies: Option<tcp_proxy::Proxies> = None;
     let mut idle_subjects: Option<idle::Subjects> = None;
     let mut idle_rows = Vec::new();
@@ -358,6 +363,10 @@ pub fn run(o: &Options) -> io::Result<()> {
             progress.note("starting nginx and ferry serve");
             http_servers = Some(http::Servers::start(dir.path(), o.pin));
         }
+        if case.scenario == Scenario::HttpsStatic && https_servers.is_none() {
+            progress.note("starting nginx and ferry serve with TLS");
+            https_servers = Some(http::Servers::start_tls(dir.path(), o.pin));
+        }
         let methods: Vec<Method> = o
             .methods
             .iter()
@@ -375,6 +384,9 @@ pub fn run(o: &Options) -> io::Result<()> {
                     Method::EngineBlocking => engines.blocking.as_ref().err().cloned(),
                     Method::Nginx | Method::NginxNoPush | Method::FerryServe => {
                         http_servers.as_ref().and_then(|h| h.unavailable(m))
+                    }
+                    Method::NginxTls | Method::FerryServeTls => {
+                        https_servers.as_ref().and_then(|h| h.unavailable(m))
                     }
                     Method::Haproxy | Method::HaproxySplice | Method::FerryProxy => proxies
                         .as_ref()
@@ -438,6 +450,13 @@ pub fn run(o: &Options) -> io::Result<()> {
                         expect,
                     ),
                     Scenario::HttpStatic => http_servers.as_ref().expect("started").run(
+                        m,
+                        case.size,
+                        case.connections,
+                        http_secs,
+                        expect,
+                    ),
+                    Scenario::HttpsStatic => https_servers.as_ref().expect("started").run(
                         m,
                         case.size,
                         case.connections,

@@ -79,6 +79,7 @@ pub fn start_nginx(
     nopush: bool,
     worker_connections: usize,
     keepalive_secs: u64,
+    tls: Option<&super::https::TlsFiles>,
 ) -> io::Result<Peer> {
     let port = free_port()?;
     let prefix = root.join(format!(".nginx-{port}"));
@@ -98,8 +99,15 @@ pub fn start_nginx(
                open_file_cache_errors on;\n  default_type application/octet-stream;\n\
                client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n\
                fastcgi_temp_path {p}/fastcgi;\n  uwsgi_temp_path {p}/uwsgi;\n  scgi_temp_path {p}/scgi;\n\
-               server {{ listen 127.0.0.1:{port}; root {r}; }}\n}}\n",
-            if nopush { "on" } else { "off" }
+               server {{ listen 127.0.0.1:{port}{}; root {r};{} }}\n}}\n",
+            if nopush { "on" } else { "off" },
+            if tls.is_some() { " ssl" } else { "" },
+            tls.map_or(String::new(), |t| format!(
+                " ssl_certificate {}; ssl_certificate_key {}; ssl_protocols TLSv1.2 TLSv1.3; \
+                 ssl_session_tickets on; ssl_session_cache shared:SSL:10m;",
+                t.cert.display(),
+                t.key.display()
+            )),
         ),
     )?;
     let mut child = command(bin, cpu)
@@ -116,10 +124,10 @@ pub fn start_nginx(
     Ok(Peer {
         child,
         addr,
-        name: if nopush {
-            "nginx"
-        } else {
-            "nginx (tcp_nopush off)"
+        name: match (tls.is_some(), nopush) {
+            (true, _) => "nginx (TLS)",
+            (false, true) => "nginx",
+            (false, false) => "nginx (tcp_nopush off)",
         },
     })
 }
@@ -143,7 +151,10 @@ pub fn start_ferry(
     let addr = line
         .split("listening on ")
         .nth(1)
-        .map(|s| s.trim_start_matches("http://"))
+        .map(|s| {
+            s.trim_start_matches("http://")
+                .trim_start_matches("https://")
+        })
         .and_then(|s| s.split_whitespace().next())
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| fail(format!("no address in its ready line {line:?}")))?;
@@ -210,6 +221,12 @@ pub fn verify_get(
     )?;
     let mut all = Vec::new();
     s.read_to_end(&mut all)?;
+    check_response(&all, name, size, want)
+}
+
+/// Checks a whole `Connection: close` answer: `200`, `Content-Length: size`, and a body
+/// whose checksum is `want`.
+pub fn check_response(all: &[u8], name: &str, size: u64, want: Checksum) -> io::Result<()> {
     let end = all
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -120,6 +120,7 @@ pub fn is_baseline_candidate(m: Method) -> bool {
             | Method::Splice
             | Method::Nginx
             | Method::NginxNoPush
+            | Method::NginxTls
             | Method::Haproxy
             | Method::HaproxySplice
     )

@@ -42,7 +42,7 @@ impl Proxies {
         let bulk_origin = bulk_origin()?;
         let origin_cpu = pin.then_some(1);
         let http_origin = match peers::find("nginx") {
-            Some(bin) => peers::start_nginx(&bin, dir, origin_cpu, false, 8192, 65)
+            Some(bin) => peers::start_nginx(&bin, dir, origin_cpu, false, 8192, 65, None)
                 .map_err(|e| format!("the nginx origin did not start: {e}")),
             None => peers::start_ferry_serve(dir, origin_cpu, "ferry serve (origin)", &[])
                 .map_err(|e| format!("the ferry serve origin did not start: {e}")),

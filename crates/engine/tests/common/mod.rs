@@ -6,8 +6,8 @@ use ferry_engine::{Backend, Engine};
 
 #[allow(unused_imports)] // each test binary uses a different subset
 pub use ferry_testkit::{
-    block_on, drain, eventually, evict, fd_count, file_with, pattern, read_n, reset_on_close,
-    serial, tcp_pair,
+    block_on, drain, eventually, evict, fd_count, file_with, has_cachestat, pattern, read_n,
+    reset_on_close, serial, tcp_pair,
 };
 
 /// Threads of this process that belong to an engine: its own (`ferry-*`) and the
