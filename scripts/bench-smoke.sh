@@ -36,12 +36,12 @@ for r in rows:
     assert len(r["samples"]) == r["runs"], r
     assert r["verdict"] in ("win", "tie", "loss", "baseline"), r
     assert r["bytes_per_sec"] > 0, r
-    per_request = r["scenario"] in ("request-response", "http-static", "https-static")
+    per_request = r["scenario"] in ("request-response", "http-static", "https-static", "https-handshakes")
     if r["scenario"] == "tcp-proxy":
         per_request = r["connections"] > 1
     assert (r["requests_per_sec"] is None) != per_request, r
     assert (r["cpu_us_per_request"] is None) != per_request, r
-    peer = r["scenario"] in ("http-static", "https-static", "tcp-proxy")
+    peer = r["scenario"] in ("http-static", "https-static", "https-handshakes", "tcp-proxy")
     assert (r["machine_cpu_us_per_request"] is not None) == (peer and per_request), r
     assert (r["machine_cpu_sec_per_gb"] is not None) == (peer and not per_request), r
 # Light load (paced, 1000 req/s on one connection): a row for every method of every
@@ -68,7 +68,7 @@ scenarios = {"file-to-socket", "socket-to-socket", "request-response", "file-to-
 peers = {p["program"]: p["path"] for p in doc["machine"]["peers"]}
 if peers.get("nginx") and peers.get("wrk"):
     want |= {"nginx", "nginx-nopush-off", "ferry-serve", "nginx-tls", "ferry-serve-tls"}
-    scenarios |= {"http-static", "https-static"}
+    scenarios |= {"http-static", "https-static", "https-handshakes"}
 else:
     assert any("http-static" in n and "not installed" in n for n in doc["machine"]["not_run"]), doc["machine"]["not_run"]
     print("bench smoke: nginx or wrk absent: http-static and https-static reported as not run")

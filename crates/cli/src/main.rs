@@ -42,10 +42,11 @@ struct Cli {
 enum Command {
     /// Side-by-side benchmark of ferry against plain syscall loops, nginx and HAProxy.
     ///
-    /// Eight scenarios over loopback on built-in data: file → socket, socket → socket,
+    /// Nine scenarios over loopback on built-in data: file → socket, socket → socket,
     /// request-response, file → file (ferry's engines against syscall loops),
     /// http-static (ferry serve against nginx under wrk), https-static (the same over
-    /// TLS, one certificate made for the run), tcp-proxy (ferry proxy
+    /// TLS, one certificate made for the run; https-handshakes: a new connection per
+    /// request), tcp-proxy (ferry proxy
     /// against HAProxy) and connections (memory per idle connection and the active
     /// load's CPU with thousands idle, against nginx and HAProxy); absent peers are reported "not run" (scripts/install-peers.sh
     /// installs them). Every method runs interleaved with the others, every byte
@@ -104,6 +105,7 @@ struct BenchArgs {
     plot: Option<PathBuf>,
     /// Only these scenarios: file-to-socket, socket-to-socket, request-response,
     /// file-to-file, http-static (nginx vs ferry serve), https-static (the same over TLS),
+    /// https-handshakes (a TLS handshake per request),
     /// tcp-proxy (HAProxy vs ferry proxy),
     /// connections (idle connections: nginx, ferry serve, HAProxy, ferry proxy).
     #[arg(long, value_parser = parse_scenario)]

@@ -112,6 +112,8 @@ pub enum Scenario {
     HttpStatic,
     /// The same over HTTPS (both encrypting in user space where the kernel has no TLS).
     HttpsStatic,
+    /// https-static with a new connection (a new TLS handshake) per request.
+    HttpsHandshakes,
     /// HAProxy against `ferry proxy`.
     TcpProxy,
     /// Many idle connections: nginx and HAProxy against `ferry serve` and `ferry proxy`.
@@ -119,13 +121,14 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::FileToSocket,
         Scenario::SocketToSocket,
         Scenario::RequestResponse,
         Scenario::FileToFile,
         Scenario::HttpStatic,
         Scenario::HttpsStatic,
+        Scenario::HttpsHandshakes,
         Scenario::TcpProxy,
         Scenario::Connections,
     ];
@@ -138,6 +141,7 @@ impl Scenario {
             Scenario::FileToFile => "file-to-file",
             Scenario::HttpStatic => "http-static",
             Scenario::HttpsStatic => "https-static",
+            Scenario::HttpsHandshakes => "https-handshakes",
             Scenario::TcpProxy => "tcp-proxy",
             Scenario::Connections => "connections",
         }
@@ -151,6 +155,7 @@ impl Scenario {
     /// movers everywhere else. (Methods of the other family are left out of the table.)
     pub fn compares(self, m: Method) -> bool {
         match self {
+            Scenario::HttpsHandshakes => m.family() == Scenario::HttpsStatic,
             Scenario::HttpStatic | Scenario::HttpsStatic | Scenario::TcpProxy => m.family() == self,
             // One configuration of each server: the memory of a connection does not
             // depend on tcp_nopush or the pipe size.

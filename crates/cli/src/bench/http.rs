@@ -144,6 +144,38 @@ impl Servers {
         secs: u64,
         expect: Option<Checksum>,
     ) -> io::Result<RunResult> {
+        self.run_wrk(m, size, connections, secs, expect, &[])
+    }
+
+    /// `run` with a new connection per request (`Connection: close`): over TLS, a
+    /// handshake per request (https-handshakes).
+    pub fn run_new_connections(
+        &self,
+        m: Method,
+        size: u64,
+        connections: usize,
+        secs: u64,
+        expect: Option<Checksum>,
+    ) -> io::Result<RunResult> {
+        self.run_wrk(
+            m,
+            size,
+            connections,
+            secs,
+            expect,
+            &["-H", "Connection: close"],
+        )
+    }
+
+    fn run_wrk(
+        &self,
+        m: Method,
+        size: u64,
+        connections: usize,
+        secs: u64,
+        expect: Option<Checksum>,
+        extra: &[&str],
+    ) -> io::Result<RunResult> {
         let peer = self.peer(m)?;
         let path = format!("/data-{size}");
         if let Some(want) = expect {
@@ -162,6 +194,6 @@ impl Servers {
             Some(_) => format!("https://{}{path}", peer.addr),
             None => format!("http://{}{path}", peer.addr),
         };
-        peers::wrk(wrk, self.pin, &url, connections, secs, size, peer)
+        peers::wrk(wrk, self.pin, &url, connections, secs, size, peer, extra)
     }
 }

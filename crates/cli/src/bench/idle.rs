@@ -172,6 +172,7 @@ impl Subjects {
                 secs,
                 ACTIVE_SIZE,
                 peer,
+                &[],
             )
         };
         let active_alone = load()?;

@@ -81,7 +81,10 @@ impl Case {
 
     pub fn per_request(&self) -> bool {
         match self.scenario {
-            Scenario::RequestResponse | Scenario::HttpStatic | Scenario::HttpsStatic => true,
+            Scenario::RequestResponse
+            | Scenario::HttpStatic
+            | Scenario::HttpsStatic
+            | Scenario::HttpsHandshakes => true,
             Scenario::TcpProxy => self.connections > 1,
             _ => false,
         }
@@ -102,6 +105,7 @@ fn default_sizes(s: Scenario, quick: bool) -> Vec<u64> {
         (Scenario::RequestResponse, true) => vec![4 * K, M],
         (Scenario::HttpStatic | Scenario::HttpsStatic, false) => vec![4 * K, 64 * K, M],
         (Scenario::HttpStatic | Scenario::HttpsStatic, true) => vec![4 * K],
+        (Scenario::HttpsHandshakes, _) => vec![4 * K],
         (_, false) => vec![256 * M],
         (_, true) => vec![16 * M],
     }
@@ -147,6 +151,7 @@ fn cases(o: &Options) -> Vec<Case> {
             Scenario::RequestResponse
                 | Scenario::HttpStatic
                 | Scenario::HttpsStatic
+                | Scenario::HttpsHandshakes
                 | Scenario::TcpProxy
         );
         let conns = match scenario {
@@ -363,7 +368,11 @@ pub fn run(o: &Options) -> io::Result<()> {
             progress.note("starting nginx and ferry serve");
             http_servers = Some(http::Servers::start(dir.path(), o.pin));
         }
-        if case.scenario == Scenario::HttpsStatic && https_servers.is_none() {
+        let https = matches!(
+            case.scenario,
+            Scenario::HttpsStatic | Scenario::HttpsHandshakes
+        );
+        if https && https_servers.is_none() {
             progress.note("starting nginx and ferry serve with TLS");
             https_servers = Some(http::Servers::start_tls(dir.path(), o.pin));
         }
@@ -463,6 +472,10 @@ pub fn run(o: &Options) -> io::Result<()> {
                         http_secs,
                         expect,
                     ),
+                    Scenario::HttpsHandshakes => https_servers
+                        .as_ref()
+                        .expect("started")
+                        .run_new_connections(m, case.size, case.connections, http_secs, expect),
                     Scenario::Connections => unreachable!("run above"),
                     Scenario::RequestResponse => rr::request_response(
                         m,

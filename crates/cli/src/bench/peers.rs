@@ -283,6 +283,7 @@ pub fn verified(size: u64) -> RunResult {
 
 /// One wrk run against `url`: req/s, latency percentiles, and the CPU time `server`
 /// used meanwhile. Failed requests fail the run.
+#[allow(clippy::too_many_arguments)] // wrk's own options, passed through
 pub fn wrk(
     wrk: &Path,
     pin: bool,
@@ -291,6 +292,7 @@ pub fn wrk(
     secs: u64,
     size: u64,
     server: &Peer,
+    extra: &[&str],
 ) -> io::Result<RunResult> {
     let cpu0 = process_cpu(server.child.id())?;
     let machine0 = machine_busy();
@@ -300,8 +302,9 @@ pub fn wrk(
             &format!("-c{connections}"),
             &format!("-d{secs}s"),
             "--latency",
-            url,
         ])
+        .args(extra)
+        .arg(url)
         .stdin(Stdio::null())
         .output()?;
     let cpu1 = process_cpu(server.child.id())?;

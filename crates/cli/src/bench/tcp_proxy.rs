@@ -131,7 +131,7 @@ impl Proxies {
             return Ok(peers::verified(size));
         }
         let url = format!("http://{}{path}", front.addr);
-        peers::wrk(&wrk, pin, &url, connections, secs, size, front)
+        peers::wrk(&wrk, pin, &url, connections, secs, size, front, &[])
     }
 }
 
