@@ -1,13 +1,19 @@
 //! The sealed strategy: the destination speaks TLS in user space. Plaintext — header,
-//! body, trailer, in order — is gathered into the staging buffer a record at a time
-//! (a file body fills it, a stream's bytes are sealed as they arrive), handed to the
-//! transfer's [`Seal`](crate::Seal), and the sealed bytes are sent. A record's
-//! plaintext counts as delivered once all of its sealed bytes are out.
+//! body, trailer, in order — is gathered into the staging buffer (a file body fills
+//! [`FILE_BATCH`] bytes, a stream's bytes are sealed as they arrive), handed to the
+//! transfer's [`Seal`](crate::Seal) a record ([`SEAL_CHUNK`]) at a time, and the sealed
+//! records of the batch go out in one send. A batch's plaintext counts as delivered once
+//! all of its sealed bytes are out; a batch the sealer fails part-way is not sent.
 
 use super::{Plan, Side, Step, Strategy};
 use crate::error::TransferError;
 use crate::resolved::FdKind;
 use crate::seal::{Seal, SEAL_CHUNK};
+
+/// Plaintext a file body is read and sealed in per batch: four full records, one read
+/// and one send for them, not four round trips through the executor (docs/benchmarks.md,
+/// "HTTPS").
+const FILE_BATCH: usize = 4 * SEAL_CHUNK;
 
 /// What the sealed strategy keeps beside the staging buffer (which holds plaintext).
 pub(super) struct Sealing {
@@ -70,7 +76,8 @@ impl Plan {
             };
         }
         if self.staging.buf.is_empty() {
-            self.staging.buf = vec![0; SEAL_CHUNK];
+            let size = if s.src_file { FILE_BATCH } else { SEAL_CHUNK };
+            self.staging.buf = vec![0; size];
         }
         let st = &mut self.staging;
         let room = |st: &super::staging::Staging| st.buf.len() - st.end;
@@ -105,9 +112,11 @@ impl Plan {
         if st.end > 0 {
             s.out.clear();
             s.sent = 0;
-            if let Err(e) = s.sealer.seal(&st.buf[..st.end], &mut s.out) {
-                let e = TransferError::io(e.kind(), self.body, format!("seal: {e}"));
-                return self.fail(e);
+            for record in st.buf[..st.end].chunks(SEAL_CHUNK) {
+                if let Err(e) = s.sealer.seal(record, &mut s.out) {
+                    let e = TransferError::io(e.kind(), self.body, format!("seal: {e}"));
+                    return self.fail(e);
+                }
             }
             s.parts = (st.header, st.body, st.trailer);
             st.end = 0;
@@ -139,8 +148,8 @@ impl Plan {
         let (h, b, t) = std::mem::take(&mut s.parts);
         s.out.clear();
         s.sent = 0;
-        if s.out.capacity() > 2 * SEAL_CHUNK {
-            s.out.shrink_to(2 * SEAL_CHUNK);
+        if s.out.capacity() > 2 * FILE_BATCH {
+            s.out.shrink_to(2 * FILE_BATCH);
         }
         self.header_sent += h;
         self.trailer_sent += t;

@@ -938,18 +938,21 @@ fn a_sealed_body_short_of_len_fails_after_it_without_the_trailer() {
 }
 
 #[test]
-fn a_sealer_error_fails_the_transfer_with_it_after_the_records_before() {
-    let body = vec![1u8; 40_000];
+fn a_sealer_error_fails_the_transfer_with_it_after_the_batches_before() {
+    // A file body is sealed four records to a batch; the sixth record fails: the first
+    // batch went out whole, nothing of the second (its first record sealed, unsent).
+    let body = vec![1u8; 100_000];
     let mut p = sealed_plan(
-        resolved(FdKind::File, FdKind::Socket, Some(40_000), Some(40_000)),
+        resolved(FdKind::File, FdKind::Socket, Some(100_000), Some(100_000)),
         b"",
         b"",
-        Some(1),
+        Some(5),
     );
     let (wire, err) = run_sealed(&mut p, &body, 1 << 20, 1 << 20, false);
     let e = err.expect("sealer error");
     assert!(e.to_string().contains("sealer refused"), "{e}");
     let (plain, records) = unseal(&wire);
-    assert_eq!((plain.len(), records.len()), (crate::SEAL_CHUNK, 1));
-    assert_eq!(p.body_bytes(), crate::SEAL_CHUNK as u64);
+    let batch = 4 * crate::SEAL_CHUNK;
+    assert_eq!((plain.len(), records.len()), (batch, 4));
+    assert_eq!(p.body_bytes(), batch as u64);
 }
