@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The kernel-TLS tests in a kernel that has TLS: this machine's kernel may lack the
-# `tls` module (then those tests skip themselves, saying so), so the HTTPS test binary
-# runs again under Debian's 6.12 kernel with `tls` loaded, in a throwaway VM
+# `tls` module (then those tests skip themselves, saying so), so the HTTPS and TLS-proxy
+# test binaries run again under Debian's 6.12 kernel with `tls` loaded, in a throwaway VM
 # (in-kernel-vm: qemu, this filesystem shared). Every test of the binary runs there, on
 # the io_uring backend and on the epoll fallback. Budget: a few minutes (KVM), 10 at most.
 #
@@ -20,20 +20,25 @@ if [ -z "$vm" ] || [ ! -x "$vm" ]; then
     exit 0
 fi
 target="${CARGO_TARGET_DIR:-target}"
-bin=$(cargo test -p ferry --test serve_tls --no-run --message-format=json 2>/dev/null \
+bins=$(cargo test -p ferry --test serve_tls --test proxy_tls --no-run --message-format=json 2>/dev/null \
     | python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "serve_tls" and m.get("executable"):
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] in ("serve_tls", "proxy_tls") and m.get("executable"):
         print(m["executable"])')
+# Each binary in turn; rc is the first failure's.
+run=""
+for b in $bins; do
+    run="$run \"$b\" --test-threads 2 --nocapture 2>&1 || rc=\$?;"
+done
 ferry="$(cd "$target/debug" && pwd)/ferry"
 cargo build -p ferry
 for backend in io_uring blocking; do
-    echo "== serve_tls under Linux 6.12 with kernel TLS (FERRY_BACKEND=$backend)" >&2
+    echo "== serve_tls, proxy_tls under Linux 6.12 with kernel TLS (FERRY_BACKEND=$backend)" >&2
     vmrc=0
     out=$("$vm" --kernel debian-6.12 --modules tls --mem 2048 --timeout 300 -- \
         env CARGO_BIN_EXE_ferry="$ferry" FERRY_BACKEND="$backend" \
-        sh -c "\"$bin\" --test-threads 2 --nocapture 2>&1; echo rc=\$?; grep TlsTxSw /proc/net/tls_stat" \
+        sh -c "rc=0; $run echo rc=\$rc; grep -E 'Tls(Tx|Rx)Sw' /proc/net/tls_stat" \
         2>&1) || vmrc=$?
     if ! echo "$out" | grep -q '^rc='; then
         # The VM itself did not run (no qemu, no kernel package, no KVM and no time).
@@ -41,7 +46,7 @@ for backend in io_uring blocking; do
         echo "SKIPPED kernel-TLS VM pass: the VM did not run the tests (exit $vmrc)" >&2
         exit 0
     fi
-    echo "$out" | grep -E '^test |SKIPPED|panicked|^rc=|TlsTxSw' >&2
+    echo "$out" | grep -E '^test |SKIPPED|panicked|^rc=|Tls(Tx|Rx)Sw' >&2
     if ! echo "$out" | grep -q '^rc=0'; then
         echo "$out" | tail -40 >&2
         echo "kernel-TLS VM pass failed ($backend)" >&2

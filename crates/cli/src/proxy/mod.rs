@@ -2,14 +2,17 @@
 //! each client is joined to a backend (round robin) by the engine's two-way proxy.
 //! Layout: `backends` (round robin, down marks shared by the threads), `access_log`
 //! (a line per connection), `proxy_protocol` (the optional PROXY header), `self_loop`
-//! (a backend that is the proxy itself is refused), `worker` (the ring loop); threads
-//! and listeners from `crate::rings`.
+//! (a backend that is the proxy itself is refused), `handshake` (a TLS client's
+//! handshake, then kernel TLS where it can), `tls_pair` (a TLS client's two directions),
+//! `worker` (the ring loop); threads and listeners from `crate::rings`.
 //! See docs/proxy.md.
 
 mod access_log;
 mod backends;
+mod handshake;
 mod proxy_protocol;
 mod self_loop;
+mod tls_pair;
 mod worker;
 
 use std::io;
@@ -73,6 +76,14 @@ pub struct ProxyArgs {
     /// standard output) instead of stderr.
     #[arg(long, value_name = "FILE")]
     pub error_log: Option<PathBuf>,
+    /// Terminate TLS: clients speak TLS 1.3/1.2 (no ALPN), backends get plain TCP;
+    /// after each handshake the records move to the kernel where it has TLS, so bytes
+    /// are still spliced both ways (docs/proxy.md, "TLS").
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
+    /// Seconds a TLS client has, from its connect, to finish its handshake.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS", value_parser = parse_secs)]
+    pub handshake_timeout: f64,
     /// Say more in the ready line: how pairs are driven (io_uring or the epoll
     /// fallback), the congestion control, the fd limit.
     #[arg(short, long)]
@@ -100,6 +111,8 @@ pub fn run(args: ProxyArgs) -> io::Result<()> {
     let derived = budget.connections(threads, 0, FDS_PER_PAIR);
     let max_connections = args.max_connections.unwrap_or(derived);
     warn_over_budget(max_connections, derived);
+    let kernel_tls = crate::tls::kernel_support();
+    let tls = crate::tls::load(&args.tls, kernel_tls.is_ok(), &[])?;
     let access_log = args
         .access_log
         .as_deref()
@@ -114,6 +127,9 @@ pub fn run(args: ProxyArgs) -> io::Result<()> {
         send_proxy: args.send_proxy,
         congestion: args.congestion.clone(),
         access_log,
+        tls: tls.clone(),
+        kernel_tls: kernel_tls.is_ok(),
+        handshake_timeout: Duration::from_secs_f64(args.handshake_timeout),
     };
     let rings = Rings::start(
         "ferry-proxy",
@@ -135,10 +151,17 @@ pub fn run(args: ProxyArgs) -> io::Result<()> {
         rings.threads_text(),
         max_connections,
     );
+    if tls.is_some() {
+        line += &crate::tls::ready_text(&kernel_tls);
+    }
     if args.verbose {
         line += &format!("; {}, {}", rings.mechanics(), budget.describe());
     }
     println!("{line})");
     error_log::lifecycle(format_args!("started: {line})"));
-    rings.join()
+    let r = rings.join();
+    if tls.is_some() {
+        error_log::lifecycle(format_args!("TLS connections: {}", crate::tls::counts()));
+    }
+    r
 }

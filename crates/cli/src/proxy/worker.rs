@@ -1,6 +1,8 @@
 //! One proxy thread: a `LocalEngine` ring running every pair of its listener — accept,
 //! connect to a backend (round robin, the next one on refusal or timeout), the optional
 //! PROXY protocol header, then the engine's two-way proxy — with no other thread.
+//! With `--tls-cert` the client's handshake comes first (`handshake`), then the pair
+//! runs as a plain one over a kernel-TLS socket, or as a `tls_relay` in user space.
 //!
 //! A pair is closed when both directions have ended. A direction that failed on a
 //! kernel error (a reset, a dead peer) closes both sockets with `SO_LINGER 0`, so the
@@ -19,12 +21,15 @@ use socket2::{Domain, SockRef, Socket, Type};
 
 use super::access_log::{self, End, Line};
 use super::backends::{Backends, Health};
+use super::handshake::{Handshake, Step};
 use super::proxy_protocol::{self, Version};
+use super::tls_pair::{Outcome, TlsPair};
 use crate::acceptor::{self, Acceptor};
 use crate::congestion::Congestion;
 use crate::error_log::{self, Kind, Level};
 use crate::log_file::{LogWriter, Target};
 use crate::tables;
+use crate::tls::Session;
 
 const SWEEP: Duration = Duration::from_millis(100);
 
@@ -42,9 +47,16 @@ pub struct Settings {
     pub congestion: Option<Congestion>,
     /// `--access-log`: each thread writes its own lines.
     pub access_log: Option<Target>,
+    /// `--tls-cert`/`--tls-key`: clients speak TLS.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The record layer moves to the kernel after each handshake.
+    pub kernel_tls: bool,
+    pub handshake_timeout: Duration,
 }
 
 enum State {
+    /// The client's TLS handshake (no backend yet).
+    Handshake(Handshake),
     Connecting {
         op: OpId,
         server: Arc<Socket>,
@@ -53,12 +65,15 @@ enum State {
         deadline: Instant,
         cancelled: bool,
     },
-    /// The PROXY protocol header is being sent.
+    /// The PROXY protocol header, and plaintext the client sent with its handshake,
+    /// are being sent.
     Header {
         op: OpId,
         server: Arc<Socket>,
     },
     Running(LocalProxyHandle, Arc<Socket>),
+    /// A TLS client's pair (kernel TLS or user space).
+    Tls(Box<TlsPair>, Arc<Socket>),
 }
 
 struct Pair {
@@ -69,6 +84,16 @@ struct Pair {
     accepted: Instant,
     /// The backend connected to, or last tried.
     backend: usize,
+    /// The client finished a TLS handshake.
+    tls: bool,
+    /// … and sent `close_notify` with it.
+    client_ended: bool,
+    /// After a handshake in user space: the client's session, until the pair starts.
+    session: Option<Box<Session>>,
+    /// Plaintext the client sent with its handshake, for the backend first.
+    early: Vec<u8>,
+    /// Bytes of `early` sent (counted client → server).
+    early_sent: u64,
 }
 
 pub struct Worker {
@@ -179,29 +204,63 @@ impl Worker {
                     self.connected(k, result, now);
                 }
             }
+            Event::Received { op, buf, result } => {
+                let Some(k) = self.ops.remove(&op) else {
+                    return;
+                };
+                let p = &mut self.pairs[k];
+                match &mut p.state {
+                    State::Handshake(hs) => {
+                        let kernel = self.settings.kernel_tls;
+                        let step = hs.received(&mut self.ring, &p.client, &buf, kernel);
+                        self.handshake_step(k, step, now);
+                    }
+                    State::Tls(r, _) => {
+                        let o = r.received(&mut self.ring, &buf, result, now);
+                        self.tls_outcome(k, o);
+                    }
+                    _ => {}
+                }
+            }
             Event::Sent { op, result, .. } => {
                 let Some(k) = self.ops.remove(&op) else {
                     return;
                 };
-                let State::Header { server, .. } = &self.pairs[k].state else {
-                    return;
-                };
-                let server = server.clone();
-                match result {
-                    Ok(_) => self.start_proxy(k, server),
-                    Err(e) => {
-                        let end = access_log::connect_end(&e);
-                        self.close(k, true, End::Cut, end);
+                let p = &mut self.pairs[k];
+                match &mut p.state {
+                    State::Header { server, .. } => {
+                        let server = server.clone();
+                        match result {
+                            Ok(_) => self.start_proxy(k, server, now),
+                            Err(e) => {
+                                let end = access_log::connect_end(&e);
+                                self.close(k, true, End::Cut, end);
+                            }
+                        }
                     }
+                    State::Handshake(hs) => {
+                        let kernel = self.settings.kernel_tls;
+                        let step = hs.sent(&mut self.ring, &p.client, result.is_ok(), kernel);
+                        self.handshake_step(k, step, now);
+                    }
+                    State::Tls(r, _) => {
+                        let o = r.sent(&mut self.ring, op, result);
+                        self.tls_outcome(k, o);
+                    }
+                    _ => {}
                 }
             }
             Event::TransferDone { op } => {
                 let Some(k) = self.ops.remove(&op) else {
                     return;
                 };
-                let finished = matches!(self.pairs.get(k), Some(Pair { state: State::Running(h, _), .. }) if h.is_finished());
-                if finished {
-                    self.finished(k);
+                match &mut self.pairs.get_mut(k).map(|p| &mut p.state) {
+                    Some(State::Running(h, _)) if h.is_finished() => self.finished(k, None),
+                    Some(State::Tls(r, _)) => {
+                        let o = r.transfer_done(&mut self.ring, op);
+                        self.tls_outcome(k, o);
+                    }
+                    _ => {}
                 }
             }
             _ => {}
@@ -227,22 +286,77 @@ impl Worker {
         };
         let (backend, addr) = self.backends.pick(now);
         let k = self.pairs.vacant_key();
-        match self.connect(k, backend, addr, 1, now) {
+        let client = Arc::new(client);
+        let state = match &self.settings.tls {
+            // The handshake first; the backend (picked now) once it is over.
+            Some(config) => match Session::new(config) {
+                Ok(session) => {
+                    let deadline = now + self.settings.handshake_timeout;
+                    let hs =
+                        Handshake::start(&mut self.ring, &client, session, deadline, peer.ip());
+                    self.ops.insert(hs.op, k);
+                    Some(State::Handshake(hs))
+                }
+                Err(_) => None,
+            },
+            None => self.connect(k, backend, addr, 1, now),
+        };
+        match state {
             Some(state) => {
                 self.acceptor.admitted();
                 self.pairs.insert(Pair {
-                    client: Arc::new(client),
+                    client,
                     peer,
                     local,
                     state,
                     accepted: now,
                     backend,
+                    tls: false,
+                    client_ended: false,
+                    session: None,
+                    early: Vec::new(),
+                    early_sent: 0,
                 });
             }
             // No socket for the backend: out of fds (accepting paused, the client
             // waits) or some other failure (closed).
-            None if self.acceptor.is_paused() => self.acceptor.hold(client.into()),
+            None if self.acceptor.is_paused() => {
+                if let Ok(c) = Arc::try_unwrap(client) {
+                    self.acceptor.hold(c.into());
+                }
+            }
             None => drop(client),
+        }
+    }
+
+    /// After a handshake op: wait, close, or (over) connect the backend.
+    fn handshake_step(&mut self, k: usize, step: Step, now: Instant) {
+        match step {
+            Step::Waiting => {
+                if let State::Handshake(hs) = &self.pairs[k].state {
+                    self.ops.insert(hs.op, k);
+                }
+            }
+            Step::Closed => self.close(k, false, End::Cut, End::Cut),
+            Step::Over => {
+                let p = &mut self.pairs[k];
+                let State::Handshake(hs) = &mut p.state else {
+                    return;
+                };
+                let Some(done) = hs.finish(&p.client, self.settings.kernel_tls) else {
+                    return self.close(k, true, End::Cut, End::Cut);
+                };
+                p.tls = true;
+                p.client_ended = done.ended;
+                p.session = done.session;
+                p.early = done.early;
+                let backend = p.backend;
+                let addr = self.backends.addr(backend);
+                match self.connect(k, backend, addr, 1, now) {
+                    Some(state) => self.pairs[k].state = state,
+                    None => self.close(k, false, End::Cut, End::Cut),
+                }
+            }
         }
     }
 
@@ -336,22 +450,47 @@ impl Worker {
         }
         self.backends.mark_up(backend, now);
         let p = &mut self.pairs[k];
-        match self.settings.send_proxy {
-            Some(v) => {
-                let op = self
-                    .ring
-                    .send(server.clone(), proxy_protocol::header(v, p.peer, p.local));
-                p.state = State::Header { op, server };
-                self.ops.insert(op, k);
-            }
-            None => self.start_proxy(k, server),
+        // The PROXY header, then what the client sent with its TLS handshake.
+        let mut first = match self.settings.send_proxy {
+            Some(v) => proxy_protocol::header(v, p.peer, p.local),
+            None => Vec::new(),
+        };
+        p.early_sent = p.early.len() as u64;
+        first.append(&mut p.early);
+        if first.is_empty() {
+            return self.start_proxy(k, server, now);
         }
+        let op = self.ring.send(server.clone(), first);
+        p.state = State::Header { op, server };
+        self.ops.insert(op, k);
     }
 
-    fn start_proxy(&mut self, k: usize, server: Arc<Socket>) {
+    fn start_proxy(&mut self, k: usize, server: Arc<Socket>, now: Instant) {
         let p = &mut self.pairs[k];
         let _ = server.set_nonblocking(true);
         let _ = p.client.set_nonblocking(true);
+        if p.tls {
+            let (session, client) = (p.session.take(), p.client.clone());
+            let (early, ended) = (p.early_sent, p.client_ended);
+            let pair = TlsPair::start(
+                &mut self.ring,
+                session,
+                client,
+                server.clone(),
+                early,
+                ended,
+                now,
+            );
+            return match pair {
+                Ok(r) => {
+                    for id in r.ops() {
+                        self.ops.insert(id, k);
+                    }
+                    self.pairs[k].state = State::Tls(Box::new(r), server);
+                }
+                Err(_) => self.close(k, true, End::Cut, End::Cut),
+            };
+        }
         let proxy =
             Proxy::new(p.client.clone(), server.clone()).idle_timeout(self.settings.idle_timeout);
         match self.ring.proxy(proxy) {
@@ -365,21 +504,30 @@ impl Worker {
         }
     }
 
-    /// Both directions have ended: close the pair, with resets when a side failed.
-    fn finished(&mut self, k: usize) {
+    /// Both directions have ended (`relayed`: a relay's result): close the pair, with
+    /// resets when a side failed.
+    fn finished(&mut self, k: usize, relayed: Option<io::Result<(u64, u64)>>) {
         let p = self.pairs.remove(k);
         self.acceptor.on_close(Instant::now());
-        let State::Running(h, server) = p.state else {
-            return;
+        let not_done = || Err(io::Error::other("proxy not finished"));
+        // Both directions may end in one batch, a relay's ops may still complete: their
+        // events must not find a reused slot.
+        let (result, server) = match p.state {
+            State::Running(h, server) => {
+                for id in h.ids() {
+                    self.ops.remove(&id);
+                }
+                let result = h.try_take().unwrap_or_else(|_| not_done());
+                (result.map(|(up, down)| (up + p.early_sent, down)), server)
+            }
+            State::Tls(r, server) => {
+                for id in r.ops() {
+                    self.ops.remove(&id);
+                }
+                (relayed.unwrap_or_else(not_done), server)
+            }
+            _ => return,
         };
-        // Both directions may end in one batch: the other's event must not find a
-        // reused slot.
-        for id in h.ids() {
-            self.ops.remove(&id);
-        }
-        let result = h
-            .try_take()
-            .unwrap_or_else(|_| Err(io::Error::other("proxy not finished")));
         // A kernel error (reset, dead peer): pass it on as a reset. Timeouts and cancels
         // end with a clean close.
         let reset = match &result {
@@ -425,19 +573,57 @@ impl Worker {
         }
     }
 
+    /// What a relay event did: its new ops are filed, or the pair is done.
+    fn tls_outcome(&mut self, k: usize, o: Outcome) {
+        match o {
+            Outcome::Going => {
+                if let State::Tls(r, _) = &self.pairs[k].state {
+                    for id in r.ops() {
+                        self.ops.insert(id, k);
+                    }
+                }
+            }
+            Outcome::Done(result) => self.finished(k, Some(result)),
+        }
+    }
+
     fn sweep(&mut self, now: Instant) {
         self.shrinker.sweep(&mut self.pairs, &mut self.ops);
-        for (_, p) in self.pairs.iter_mut() {
-            if let State::Connecting {
-                op,
-                deadline,
-                cancelled,
-                ..
-            } = &mut p.state
-            {
-                if *deadline <= now && !*cancelled {
+        let (mut late, mut tls) = (Vec::new(), Vec::new());
+        for (k, p) in self.pairs.iter_mut() {
+            match &mut p.state {
+                State::Connecting {
+                    op,
+                    deadline,
+                    cancelled,
+                    ..
+                } if *deadline <= now && !*cancelled => {
                     *cancelled = true;
                     self.ring.cancel(*op);
+                }
+                State::Handshake(hs) if hs.deadline <= now => late.push((k, hs.op)),
+                State::Tls(..) => tls.push(k),
+                _ => {}
+            }
+        }
+        for (k, op) in late {
+            // Too slow a handshake: cut (its op completes later, to no one).
+            self.ring.cancel(op);
+            self.ops.remove(&op);
+            let peer = Some(self.pairs[k].peer.ip());
+            let t = self.settings.handshake_timeout.as_secs_f64();
+            crate::tls::note(
+                peer,
+                format_args!("no handshake within --handshake-timeout {t} s"),
+            );
+            self.close(k, false, End::Timeout, End::Cut);
+        }
+        let idle = self.settings.idle_timeout;
+        for k in tls {
+            if let State::Tls(r, _) = &mut self.pairs[k].state {
+                if r.idle_for(idle, now) {
+                    let o = r.time_out(&mut self.ring, idle);
+                    self.tls_outcome(k, o);
                 }
             }
         }
@@ -452,6 +638,8 @@ impl Worker {
                     self.ring.cancel(*op);
                 }
                 State::Header { op, .. } => self.ring.cancel(*op),
+                State::Handshake(hs) => self.ring.cancel(hs.op),
+                State::Tls(r, _) => r.stop(&mut self.ring),
                 _ => {}
             }
         }

@@ -111,14 +111,8 @@ fn parse_secs(s: &str) -> Result<f64, String> {
 pub fn run(args: ServeArgs) -> io::Result<()> {
     error_log::init("ferry serve", args.error_log.as_deref())?;
     let root = Root::open(&args.root)?;
-    let kernel_tls = match crate::tls::ktls::probe() {
-        Ok(()) => Ok(()),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-            Err("this kernel has no TLS module".to_string())
-        }
-        Err(e) => Err(format!("kernel TLS unavailable: {e}")),
-    };
-    let tls = crate::tls::load(&args.tls, kernel_tls.is_ok())?;
+    let kernel_tls = crate::tls::kernel_support();
+    let tls = crate::tls::load(&args.tls, kernel_tls.is_ok(), &[b"http/1.1"])?;
     let threads = rings::thread_count(args.threads);
     let log = args
         .access_log
@@ -166,10 +160,7 @@ pub fn run(args: ServeArgs) -> io::Result<()> {
         max_connections,
     );
     if tls.is_some() {
-        line += &match &kernel_tls {
-            Ok(()) => "; TLS 1.3/1.2 by rustls, records by the kernel (kTLS)".to_string(),
-            Err(why) => format!("; TLS 1.3/1.2 by rustls, encrypted in user space ({why})"),
-        };
+        line += &crate::tls::ready_text(&kernel_tls);
     }
     if args.verbose {
         let containment = if root.uses_openat2() {

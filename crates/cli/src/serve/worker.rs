@@ -164,7 +164,7 @@ impl Worker {
         }
         s.counted = true;
         if let Err(e) = tls::ktls::attach(&c.sock) {
-            tls_note(
+            tls::note(
                 c.peer,
                 format_args!("kernel TLS refused ({e}); sealing in user space"),
             );
@@ -174,7 +174,7 @@ impl Worker {
         match conn.map(|conn| tls::ktls::hand_over(conn, &c.sock)) {
             Some(Ok(())) => tls::count(true),
             Some(Err(e)) => {
-                tls_note(c.peer, format_args!("kernel TLS hand-over failed: {e}"));
+                tls::note(c.peer, format_args!("kernel TLS hand-over failed: {e}"));
                 c.doomed = true;
             }
             None => c.doomed = true,
@@ -348,7 +348,7 @@ impl Worker {
             match s.receive(&buf, &mut c.buf) {
                 Received::Failed { alert, why } => {
                     // Not TLS, or broken TLS: the alert, then the connection closes.
-                    tls_note(c.peer, format_args!("failed: {why}"));
+                    tls::note(c.peer, format_args!("failed: {why}"));
                     c.doomed = true;
                     if alert.is_empty() {
                         return self.close(k);
@@ -569,14 +569,4 @@ impl Worker {
         drop(c);
         self.acceptor.on_close(self.now);
     }
-}
-
-/// An error-log line about a client's TLS (one a second at most).
-fn tls_note(peer: Option<IpAddr>, what: std::fmt::Arguments<'_>) {
-    let peer = peer.map_or_else(|| "-".to_string(), |p| p.to_string());
-    crate::error_log::say(
-        crate::error_log::Level::Notice,
-        crate::error_log::Kind::Tls,
-        format_args!("TLS with client {peer}: {what}"),
-    );
 }

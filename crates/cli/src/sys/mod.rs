@@ -29,4 +29,4 @@ pub fn take_inherited(fd: std::os::fd::RawFd) -> Option<std::os::fd::OwnedFd> {
     Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 mod ktls;
-pub use ktls::{ktls_set_crypto, ktls_set_ulp, KtlsDirection};
+pub use ktls::{ktls_recv_record, ktls_send_record, ktls_set_crypto, ktls_set_ulp, KtlsDirection};

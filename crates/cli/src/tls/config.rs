@@ -13,8 +13,8 @@ use rustls::ServerConfig;
 /// `--tls-cert` and `--tls-key`: both or neither.
 #[derive(clap::Args, Debug, Clone)]
 pub struct TlsArgs {
-    /// Serve HTTPS with this certificate chain (PEM: the server's certificate first,
-    /// then its intermediates). Needs --tls-key.
+    /// Speak TLS to clients with this certificate chain (PEM: the server's certificate
+    /// first, then its intermediates). Needs --tls-key.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
     /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 RSA or SEC1 EC).
@@ -31,7 +31,9 @@ fn bad(arg: &str, path: &Path, why: impl std::fmt::Display) -> io::Error {
 
 /// The server config of `args`, or `None` when TLS is off. `kernel`: the record layer
 /// may move to the kernel after the handshake (the secrets are then kept for it).
-pub fn load(args: &TlsArgs, kernel: bool) -> io::Result<Option<Arc<ServerConfig>>> {
+/// `alpn`: the protocols offered (`http/1.1` for `ferry serve`; none for `ferry proxy`,
+/// which does not know what its backends speak).
+pub fn load(args: &TlsArgs, kernel: bool, alpn: &[&[u8]]) -> io::Result<Option<Arc<ServerConfig>>> {
     let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
         return Ok(None);
     };
@@ -53,7 +55,7 @@ pub fn load(args: &TlsArgs, kernel: bool) -> io::Result<Option<Arc<ServerConfig>
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(|e| bad("--tls-key", args.tls_key.as_deref().unwrap(), e))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     config.enable_secret_extraction = kernel;
     config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(io::Error::other)?;
     Ok(Some(Arc::new(config)))

@@ -9,7 +9,9 @@ use std::os::fd::AsFd;
 
 use rustls::{ConnectionTrafficSecrets, ProtocolVersion, ServerConnection};
 
-use crate::sys::{ktls_set_crypto, ktls_set_ulp, KtlsDirection};
+use crate::sys::{
+    ktls_recv_record, ktls_send_record, ktls_set_crypto, ktls_set_ulp, KtlsDirection,
+};
 
 const TLS_1_2_VERSION: u16 = 0x0303;
 const TLS_1_3_VERSION: u16 = 0x0304;
@@ -80,4 +82,44 @@ pub fn hand_over(conn: ServerConnection, sock: &TcpStream) -> io::Result<()> {
 /// changes on the wire until the crypto state is set).
 pub fn attach(sock: &TcpStream) -> io::Result<()> {
     ktls_set_ulp(sock.as_fd())
+}
+
+/// TLS record types (RFC 8446, 5.1).
+const ALERT: u8 = 21;
+const HANDSHAKE: u8 = 22;
+
+/// Why a kernel-TLS socket refused to give a received record as data.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NotData {
+    /// The peer's `close_notify`: an orderly end of what it sends.
+    CloseNotify,
+    /// Another alert (level, description): the peer gave up.
+    Alert(u8, u8),
+    /// A post-handshake message (a key update: the kernel cannot follow one before
+    /// Linux 6.14, nor without rustls' help after).
+    Handshake,
+    /// Nothing queued, or data after all (the refusal was something else).
+    Neither,
+}
+
+/// Takes the record the kernel would not pass as data off `sock` and says what it was.
+pub fn next_not_data(sock: &TcpStream) -> io::Result<NotData> {
+    let mut buf = [0u8; 64];
+    let (kind, n) = match ktls_recv_record(sock.as_fd(), &mut buf) {
+        Ok(r) => r,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(NotData::Neither),
+        Err(e) => return Err(e),
+    };
+    Ok(match (kind, &buf[..n]) {
+        (ALERT, [_, 0]) => NotData::CloseNotify,
+        (ALERT, [level, desc]) => NotData::Alert(*level, *desc),
+        (HANDSHAKE, _) => NotData::Handshake,
+        _ => NotData::Neither,
+    })
+}
+
+/// Sends `close_notify` through a kernel-TLS socket (best effort: a full send buffer
+/// leaves it out; the FIN that follows still ends the stream).
+pub fn send_close_notify(sock: &TcpStream) -> io::Result<()> {
+    ktls_send_record(sock.as_fd(), ALERT, &[1, 0]).map(|_| ())
 }

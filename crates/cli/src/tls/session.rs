@@ -90,8 +90,21 @@ impl Session {
         Some(m.into_inner().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Opens `bytes` (as received): their plaintext is appended to `plain`.
+    /// Opens `bytes` (as received): their plaintext is appended to `plain`, and the
+    /// records to answer with are taken out for the caller to send.
     pub fn receive(&mut self, bytes: &[u8], plain: &mut Vec<u8>) -> Received {
+        self.open(bytes, plain, true)
+    }
+
+    /// Opens `bytes` while a transfer seals into this connection: records to answer
+    /// with (a key update's) stay queued, sealed in order, and leave at the front of
+    /// the transfer's next batch or with [`close_notify`](Self::close_notify) — never
+    /// beside records sealed before them. `reply` is then empty.
+    pub fn receive_queued(&mut self, bytes: &[u8], plain: &mut Vec<u8>) -> Received {
+        self.open(bytes, plain, false)
+    }
+
+    fn open(&mut self, bytes: &[u8], plain: &mut Vec<u8>, answer: bool) -> Received {
         self.track_records(bytes);
         let mut bytes = bytes;
         let mut c = self.lock();
@@ -117,7 +130,7 @@ impl Session {
             }
         }
         let mut reply = Vec::new();
-        while c.wants_write() {
+        while answer && c.wants_write() {
             if c.write_tls(&mut reply).is_err() {
                 break;
             }
