@@ -10,6 +10,7 @@ need_apt=()
 command -v setpriv >/dev/null 2>&1 || need_apt+=(util-linux)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v ss >/dev/null 2>&1 || need_apt+=(iproute2)
+command -v strace >/dev/null 2>&1 || need_apt+=(strace) # the kernel-TLS tests: what moved the bytes
 if ((${#need_apt[@]})); then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"

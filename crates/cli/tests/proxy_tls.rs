@@ -43,6 +43,10 @@ impl Cert {
     }
 
     fn proxy(&self, backend: SocketAddr, extra: &[&str]) -> ProxyProc {
+        self.proxy_env(backend, extra, &[])
+    }
+
+    fn proxy_env(&self, backend: SocketAddr, extra: &[&str], env: &[(&str, &str)]) -> ProxyProc {
         let (c, k) = (self.path("cert.pem"), self.path("key.pem"));
         let mut flags = vec![
             "--tls-cert",
@@ -51,7 +55,7 @@ impl Cert {
             k.to_str().unwrap(),
         ];
         flags.extend_from_slice(extra);
-        let p = ProxyProc::start(&[backend], &flags);
+        let p = ProxyProc::start_env(&[backend], &flags, env);
         assert!(p.banner.contains("TLS 1.3/1.2"), "{}", p.banner);
         p
     }
@@ -493,4 +497,86 @@ fn a_key_update_is_followed_in_user_space_and_ends_a_kernel_tls_pair() {
         s.read_exact(&mut back).unwrap();
         assert!(back == big);
     }
+}
+
+#[test]
+fn kernel_tls_payload_is_spliced_never_read_into_user_space() {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let backend = upload_download(3 << 20, got.clone());
+    let cert = Cert::new();
+    // The syscall executor (epoll readiness loop): what moves the bytes is visible to
+    // strace. The io_uring executor runs the same plans.
+    let env = [("FERRY_BACKEND", "blocking")];
+    let proxy = cert.proxy_env(backend.addr, &["--threads", "1"], &env);
+    if !proxy.banner.contains("records by the kernel") {
+        eprintln!(
+            "SKIPPED kernel_tls_payload_is_spliced_never_read_into_user_space: no kernel \
+             TLS here ({}); scripts/test-ktls.sh runs it in a kernel with the tls module",
+            proxy.banner.trim()
+        );
+        return;
+    }
+    let trace = tempfile::NamedTempFile::new().unwrap();
+    let mut strace = Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-e",
+            "trace=read,readv,recvfrom,recvmsg,splice",
+            "-o",
+        ])
+        .arg(trace.path())
+        .args(["-p", &proxy.proc.child.id().to_string()])
+        .spawn()
+        .expect("strace (scripts/install-test-deps.sh)");
+    std::thread::sleep(Duration::from_millis(500)); // attached
+    let (back, end) = exchange(&proxy, &cert.client(false), &pattern(3 << 20, 3), true);
+    assert_eq!(end, Ending::CloseNotify);
+    assert!(
+        back == pattern(3 << 20, 7),
+        "{} bytes back differ",
+        back.len()
+    );
+    let sent = wait_for("the backend's read", || got.lock().unwrap().pop());
+    assert!(
+        sent == pattern(3 << 20, 3),
+        "{} bytes up differ",
+        sent.len()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = Command::new("kill").arg(strace.id().to_string()).status();
+    let _ = strace.wait();
+    let log = std::fs::read_to_string(trace.path()).unwrap();
+    let total = |call: &str| -> u64 {
+        log.lines()
+            .filter(|l| l.contains(&format!("{call}(")))
+            .filter_map(|l| {
+                l.rsplit("= ")
+                    .next()?
+                    .split_whitespace()
+                    .next()?
+                    .parse::<i64>()
+                    .ok()
+            })
+            .filter(|&n| n > 0)
+            .map(|n| n as u64)
+            .sum()
+    };
+    let calls: Vec<String> = ["splice", "read", "readv", "recvfrom", "recvmsg"]
+        .iter()
+        .map(|c| format!("{c}: {} bytes", total(c)))
+        .collect();
+    // What user space read: the handshake, and the record the client sent right behind
+    // its Finished (opened by rustls: the kernel takes over at the next record) — at
+    // most 16 KiB of payload — and the close_notify record.
+    let read = total("read") + total("readv") + total("recvfrom") + total("recvmsg");
+    assert!(
+        read < 24 << 10,
+        "{read} bytes read into user space: {calls:?}"
+    );
+    // The rest of each byte twice (socket → pipe → socket), each way.
+    assert!(
+        total("splice") + 2 * read >= 2 * 2 * (3 << 20),
+        "payload by splice: {calls:?}"
+    );
 }

@@ -176,6 +176,24 @@ fn keep_alive_pipelining_head_and_ranges_over_one_tls_connection() {
 }
 
 #[test]
+fn a_connection_close_answer_ends_with_close_notify() {
+    // In user space and over kernel TLS alike: the client can tell the end of the
+    // answer from a truncation.
+    let cert = Cert::new();
+    let srv = cert.start(&[]);
+    let mut s = tls_connect(&srv, &cert.client(), "localhost");
+    s.write_all(b"GET /64k.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut s, false);
+    assert!(r.body == pattern(65536, 65536));
+    let mut rest = Vec::new();
+    // rustls: Ok at close_notify, UnexpectedEof at a FIN without it.
+    let end = s.read_to_end(&mut rest);
+    assert!(end.is_ok(), "{end:?} ({})", srv.banner.trim());
+    assert!(rest.is_empty());
+}
+
+#[test]
 fn a_session_ticket_resumes_the_next_connection() {
     let cert = Cert::new();
     let srv = cert.start(&[]);

@@ -47,6 +47,7 @@ pub struct Transfer {
     /// After the body ended at the source's EOF, `shutdown(dst, SHUT_WR)` (proxies).
     pub(crate) half_close: bool,
     pub(crate) seal: Option<Box<dyn Seal>>,
+    pub(crate) splice_only: bool,
 }
 
 impl fmt::Debug for Transfer {
@@ -62,6 +63,7 @@ impl fmt::Debug for Transfer {
             .field("idle", &self.idle)
             .field("half_close", &self.half_close)
             .field("sealed", &self.seal.is_some())
+            .field("splice_only", &self.splice_only)
             .finish()
     }
 }
@@ -89,6 +91,7 @@ impl Transfer {
             idle: None,
             half_close: false,
             seal: None,
+            splice_only: false,
         }
     }
 
@@ -137,6 +140,40 @@ impl Transfer {
     /// kernel TLS needs no sealer: transfer to it as to any socket.
     pub fn seal(mut self, sealer: impl Seal + 'static) -> Self {
         self.seal = Some(Box::new(sealer));
+        self
+    }
+
+    /// Never through a user-space buffer: a stream source is spliced from its first
+    /// byte (no 16 KiB relay while the flow is small), a file body goes by
+    /// `sendfile`/`splice` however small (not staged, not from a body cache). For a
+    /// kernel-TLS socket on either side whose plaintext must stay in the kernel
+    /// (docs/embedding.md, "TLS destinations"); small flows then pay a pipe. Header and
+    /// trailer are still written from memory, and a sealed transfer seals in user
+    /// space regardless.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// # use std::io::{Read, Write};
+    /// # use std::net::{TcpListener, TcpStream};
+    /// # let pair = || -> std::io::Result<(TcpStream, TcpStream)> {
+    /// #     let l = TcpListener::bind("127.0.0.1:0")?;
+    /// #     let c = TcpStream::connect(l.local_addr()?)?;
+    /// #     Ok((c, l.accept()?.0))
+    /// # };
+    /// let engine = ferry_engine::Engine::new()?;
+    /// let (mut client, from_client) = pair()?;
+    /// let (to_backend, mut backend) = pair()?;
+    /// client.write_all(b"spliced")?;
+    /// drop(client);
+    /// let t = ferry_engine::Transfer::new(Arc::new(from_client), Arc::new(to_backend)).splice_only();
+    /// assert_eq!(engine.submit(t)?.wait()?.bytes, 7);
+    /// let mut got = [0u8; 7];
+    /// backend.read_exact(&mut got)?;
+    /// assert_eq!(&got, b"spliced");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn splice_only(mut self) -> Self {
+        self.splice_only = true;
         self
     }
 }

@@ -125,8 +125,18 @@ impl Handshake {
         if s.handshaking() && self.ended {
             return Step::Closed; // gave up half-way
         }
-        if s.handshaking() || (kernel && !self.ended && !s.kernel_ready()) {
+        if s.handshaking() {
             self.op = ring.recv_pooled(client.clone());
+            return Step::Waiting;
+        }
+        if kernel && !self.ended && !s.kernel_ready() {
+            // The client's first records follow its Finished: take just the rest of
+            // the one begun, so that the kernel takes over at the next (a receive of
+            // any size could end inside a record again, and again).
+            self.op = match s.to_record_end() {
+                0 => ring.recv_pooled(client.clone()), // tickets still to send
+                n => ring.recv(client.clone(), vec![0; n]),
+            };
             return Step::Waiting;
         }
         Step::Over

@@ -2,7 +2,8 @@
 //! engine transfer or loop, neither cancelling the other when it ends cleanly:
 //!
 //! * **Kernel TLS** (the client socket carries the record layer): both directions are
-//!   ordinary engine transfers, spliced — the payload never enters user space. What
+//!   ordinary engine transfers, spliced from the first byte (`splice_only`) — the
+//!   payload never enters user space. What
 //!   the kernel will not pass on as data (`EIO`/`EINVAL` on the client → backend
 //!   transfer) is taken off the socket and read: the client's `close_notify` ends that
 //!   direction like a FIN; another alert or a post-handshake message (a key update)
@@ -106,10 +107,12 @@ impl TlsPair {
         ended: bool,
         now: Instant,
     ) -> io::Result<TlsPair> {
-        let mut down = Transfer::new(server.clone(), client.clone());
-        if let Some(s) = &session {
-            down = down.seal(s.sealer());
-        }
+        // Kernel TLS: plaintext stays in the kernel, small flows too (`splice_only`).
+        let down = Transfer::new(server.clone(), client.clone());
+        let down = match &session {
+            Some(s) => down.seal(s.sealer()),
+            None => down.splice_only(),
+        };
         let down = ring.submit(down)?;
         let up = match &session {
             _ if ended => {
@@ -117,13 +120,15 @@ impl TlsPair {
                 Up::Ended
             }
             Some(_) => Up::Receiving(ring.recv_pooled(client.clone())),
-            None => match ring.submit(Transfer::new(client.clone(), server.clone())) {
-                Ok(h) => Up::Moving(h),
-                Err(e) => {
-                    down.cancel();
-                    return Err(e);
+            None => {
+                match ring.submit(Transfer::new(client.clone(), server.clone()).splice_only()) {
+                    Ok(h) => Up::Moving(h),
+                    Err(e) => {
+                        down.cancel();
+                        return Err(e);
+                    }
                 }
-            },
+            }
         };
         Ok(TlsPair {
             session,

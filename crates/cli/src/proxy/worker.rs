@@ -208,15 +208,18 @@ impl Worker {
                 let Some(k) = self.ops.remove(&op) else {
                     return;
                 };
+                // `recv_pooled` gives exactly the bytes, `recv` its whole buffer back.
+                let got = *result.as_ref().unwrap_or(&0);
+                let buf = &buf[..got.min(buf.len())];
                 let p = &mut self.pairs[k];
                 match &mut p.state {
                     State::Handshake(hs) => {
                         let kernel = self.settings.kernel_tls;
-                        let step = hs.received(&mut self.ring, &p.client, &buf, kernel);
+                        let step = hs.received(&mut self.ring, &p.client, buf, kernel);
                         self.handshake_step(k, step, now);
                     }
                     State::Tls(r, _) => {
-                        let o = r.received(&mut self.ring, &buf, result, now);
+                        let o = r.received(&mut self.ring, buf, result, now);
                         self.tls_outcome(k, o);
                     }
                     _ => {}

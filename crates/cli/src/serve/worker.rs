@@ -84,6 +84,8 @@ struct Conn {
     /// HTTPS: the connection's TLS state (what is received is opened, what is sent is
     /// sealed). Boxed: a plain connection pays one pointer.
     tls: Option<Box<tls::Session>>,
+    /// Its record layer is in the kernel (kTLS).
+    kernel_tls: bool,
 }
 
 pub struct Worker {
@@ -172,7 +174,10 @@ impl Worker {
         }
         let conn = c.tls.take().and_then(|s| s.into_connection());
         match conn.map(|conn| tls::ktls::hand_over(conn, &c.sock)) {
-            Some(Ok(())) => tls::count(true),
+            Some(Ok(())) => {
+                c.kernel_tls = true;
+                tls::count(true);
+            }
             Some(Err(e)) => {
                 tls::note(c.peer, format_args!("kernel TLS hand-over failed: {e}"));
                 c.doomed = true;
@@ -323,6 +328,7 @@ impl Worker {
             doomed: false,
             served: false,
             tls,
+            kernel_tls: false,
         });
         if self.stop.load(Ordering::Relaxed) {
             let c = &mut self.conns[k];
@@ -534,6 +540,8 @@ impl Worker {
             // The TLS end of the answer (a few bytes into an idle socket buffer; a full
             // one only loses the alert, which clients do not need after Content-Length).
             let _ = (&*c.sock).write(&s.close_notify());
+        } else if c.kernel_tls {
+            let _ = tls::ktls::send_close_notify(&c.sock);
         }
         let _ = c.sock.shutdown(Shutdown::Write);
         c.lingering = true;

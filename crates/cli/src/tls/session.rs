@@ -84,6 +84,17 @@ impl Session {
             && self.header.1 == 0
     }
 
+    /// Bytes still to receive before the received stream is between two records (the
+    /// rest of a record header first, then its body; 0: between two records). Receiving
+    /// exactly these, not more, brings a connection to where the kernel may take over
+    /// although its client keeps sending.
+    pub fn to_record_end(&self) -> usize {
+        match self.header.1 {
+            0 => self.record_left,
+            seen => 5 - seen,
+        }
+    }
+
     /// The rustls state, for the hand-over to the kernel (`kernel_ready` first).
     pub fn into_connection(self) -> Option<ServerConnection> {
         let m = Arc::try_unwrap(self.conn).ok()?;

@@ -22,7 +22,13 @@ pub struct ProxyProc {
 
 impl ProxyProc {
     pub fn start(backends: &[SocketAddr], flags: &[&str]) -> ProxyProc {
+        ProxyProc::start_env(backends, flags, &[])
+    }
+
+    /// `start` with these environment variables set for the proxy.
+    pub fn start_env(backends: &[SocketAddr], flags: &[&str], env: &[(&str, &str)]) -> ProxyProc {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        cmd.envs(env.iter().copied());
         cmd.args(["proxy", "-v", "--listen", "127.0.0.1:0"]);
         if !flags.contains(&"--threads") {
             cmd.args(["--threads", "2"]);

@@ -79,7 +79,18 @@ pub(crate) fn prepare(
     memory: Option<Arc<[u8]>>,
 ) -> Job {
     let submitted = Instant::now();
-    let small = ctx.config.small_threshold;
+    // `splice_only`: no relay start, no staged or cached small body.
+    let (caps, small, memory) = match t.splice_only {
+        true => (
+            Caps {
+                relay: false,
+                ..caps
+            },
+            0,
+            None,
+        ),
+        false => (caps, ctx.config.small_threshold, memory),
+    };
     let mut r = r.clone();
     let small_body = if let Some(m) = &memory {
         // Known exactly: the buffered strategy sizes its staging to it.
