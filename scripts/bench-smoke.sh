@@ -36,12 +36,12 @@ for r in rows:
     assert len(r["samples"]) == r["runs"], r
     assert r["verdict"] in ("win", "tie", "loss", "baseline"), r
     assert r["bytes_per_sec"] > 0, r
-    per_request = r["scenario"] in ("request-response", "http-static", "https-static", "https-handshakes")
+    per_request = r["scenario"] in ("request-response", "http-static", "https-static", "https-handshakes", "tls-proxy")
     if r["scenario"] == "tcp-proxy":
         per_request = r["connections"] > 1
     assert (r["requests_per_sec"] is None) != per_request, r
     assert (r["cpu_us_per_request"] is None) != per_request, r
-    peer = r["scenario"] in ("http-static", "https-static", "https-handshakes", "tcp-proxy")
+    peer = r["scenario"] in ("http-static", "https-static", "https-handshakes", "tcp-proxy", "tls-proxy")
     assert (r["machine_cpu_us_per_request"] is not None) == (peer and per_request), r
     assert (r["machine_cpu_sec_per_gb"] is not None) == (peer and not per_request), r
 # Light load (paced, 1000 req/s on one connection): a row for every method of every
@@ -81,6 +81,14 @@ if peers.get("haproxy"):
 else:
     assert any("tcp-proxy" in n and "not installed" in n for n in doc["machine"]["not_run"]), doc["machine"]["not_run"]
     print("bench smoke: haproxy absent: its tcp-proxy rows reported as not run")
+# tls-proxy: every case runs under wrk (https) to the HTTP origin (nginx, else ferry
+# serve); HAProxy's row needs haproxy too.
+if peers.get("wrk"):
+    scenarios |= {"tls-proxy"}
+    want |= {"ferry-proxy-tls"} | ({"haproxy-tls"} if peers.get("haproxy") else set())
+else:
+    assert any("tls-proxy" in n and "not installed" in n for n in doc["machine"]["not_run"]), doc["machine"]["not_run"]
+    print("bench smoke: wrk absent: tls-proxy reported as not run")
 assert methods == want, f"methods that produced results: {sorted(methods)}; missing {sorted(want - methods)}"
 scen = {r["scenario"] for r in rows}
 assert scen == scenarios, scen

@@ -42,12 +42,12 @@ struct Cli {
 enum Command {
     /// Side-by-side benchmark of ferry against plain syscall loops, nginx and HAProxy.
     ///
-    /// Nine scenarios over loopback on built-in data: file → socket, socket → socket,
+    /// Ten scenarios over loopback on built-in data: file → socket, socket → socket,
     /// request-response, file → file (ferry's engines against syscall loops),
     /// http-static (ferry serve against nginx under wrk), https-static (the same over
     /// TLS, one certificate made for the run; https-handshakes: a new connection per
-    /// request), tcp-proxy (ferry proxy
-    /// against HAProxy) and connections (memory per idle connection and the active
+    /// request), tcp-proxy (ferry proxy against HAProxy), tls-proxy (the same
+    /// terminating TLS, under wrk over https) and connections (memory per idle connection and the active
     /// load's CPU with thousands idle, against nginx and HAProxy); absent peers are reported "not run" (scripts/install-peers.sh
     /// installs them). Every method runs interleaved with the others, every byte
     /// verified on an untimed first run; one-connection cases up to 64 KiB are also
@@ -106,14 +106,15 @@ struct BenchArgs {
     /// Only these scenarios: file-to-socket, socket-to-socket, request-response,
     /// file-to-file, http-static (nginx vs ferry serve), https-static (the same over TLS),
     /// https-handshakes (a TLS handshake per request),
-    /// tcp-proxy (HAProxy vs ferry proxy),
+    /// tcp-proxy (HAProxy vs ferry proxy), tls-proxy (the same terminating TLS),
     /// connections (idle connections: nginx, ferry serve, HAProxy, ferry proxy).
     #[arg(long, value_parser = parse_scenario)]
     scenario: Vec<Scenario>,
     /// Only these methods: read-write, std-copy, sendfile, splice, engine-uring,
     /// engine-blocking, engine-local; nginx, nginx-nopush-off, ferry-serve (http-static);
     /// nginx-tls, ferry-serve-tls (https-static);
-    /// haproxy, haproxy-splice, ferry-proxy (tcp-proxy).
+    /// haproxy, haproxy-splice, ferry-proxy (tcp-proxy); haproxy-tls, ferry-proxy-tls
+    /// (tls-proxy).
     #[arg(long, value_parser = parse_method)]
     method: Vec<Method>,
     /// Payload sizes (e.g. 4K, 64KiB, 1M, 256MiB).

@@ -32,10 +32,14 @@ pub enum Method {
     HaproxySplice,
     /// `ferry proxy` (tcp-proxy).
     FerryProxy,
+    /// HAProxy terminating TLS (`bind … ssl crt`, OpenSSL), TCP mode (tls-proxy).
+    HaproxyTls,
+    /// `ferry proxy --tls-cert --tls-key` (tls-proxy).
+    FerryProxyTls,
 }
 
 impl Method {
-    pub const ALL: [Method; 15] = [
+    pub const ALL: [Method; 17] = [
         Method::ReadWrite,
         Method::StdCopy,
         Method::Sendfile,
@@ -51,6 +55,8 @@ impl Method {
         Method::Haproxy,
         Method::HaproxySplice,
         Method::FerryProxy,
+        Method::HaproxyTls,
+        Method::FerryProxyTls,
     ];
 
     pub fn name(self) -> &'static str {
@@ -70,6 +76,8 @@ impl Method {
             Method::Haproxy => "haproxy",
             Method::HaproxySplice => "haproxy-splice",
             Method::FerryProxy => "ferry-proxy",
+            Method::HaproxyTls => "haproxy-tls",
+            Method::FerryProxyTls => "ferry-proxy-tls",
         }
     }
 
@@ -86,6 +94,7 @@ impl Method {
                 | Method::FerryServe
                 | Method::FerryServeTls
                 | Method::FerryProxy
+                | Method::FerryProxyTls
         )
     }
 
@@ -96,6 +105,7 @@ impl Method {
             Method::Nginx | Method::NginxNoPush | Method::FerryServe => Scenario::HttpStatic,
             Method::NginxTls | Method::FerryServeTls => Scenario::HttpsStatic,
             Method::Haproxy | Method::HaproxySplice | Method::FerryProxy => Scenario::TcpProxy,
+            Method::HaproxyTls | Method::FerryProxyTls => Scenario::TlsProxy,
             _ => Scenario::FileToSocket,
         }
     }
@@ -116,12 +126,14 @@ pub enum Scenario {
     HttpsHandshakes,
     /// HAProxy against `ferry proxy`.
     TcpProxy,
+    /// The same, terminating TLS from the clients (HTTP origin behind, plain TCP).
+    TlsProxy,
     /// Many idle connections: nginx and HAProxy against `ferry serve` and `ferry proxy`.
     Connections,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::FileToSocket,
         Scenario::SocketToSocket,
         Scenario::RequestResponse,
@@ -130,6 +142,7 @@ impl Scenario {
         Scenario::HttpsStatic,
         Scenario::HttpsHandshakes,
         Scenario::TcpProxy,
+        Scenario::TlsProxy,
         Scenario::Connections,
     ];
 
@@ -143,6 +156,7 @@ impl Scenario {
             Scenario::HttpsStatic => "https-static",
             Scenario::HttpsHandshakes => "https-handshakes",
             Scenario::TcpProxy => "tcp-proxy",
+            Scenario::TlsProxy => "tls-proxy",
             Scenario::Connections => "connections",
         }
     }
@@ -156,7 +170,10 @@ impl Scenario {
     pub fn compares(self, m: Method) -> bool {
         match self {
             Scenario::HttpsHandshakes => m.family() == Scenario::HttpsStatic,
-            Scenario::HttpStatic | Scenario::HttpsStatic | Scenario::TcpProxy => m.family() == self,
+            Scenario::HttpStatic
+            | Scenario::HttpsStatic
+            | Scenario::TcpProxy
+            | Scenario::TlsProxy => m.family() == self,
             // One configuration of each server: the memory of a connection does not
             // depend on tcp_nopush or the pipe size.
             Scenario::Connections => matches!(

@@ -115,8 +115,9 @@ impl Context {
             })
             .collect();
         println!(
-            "peers: {} — http-static compares nginx with ferry serve under wrk, tcp-proxy\n\
-             \x20 HAProxy with ferry proxy (absent peers: scripts/install-peers.sh; their rows say \"not run\")",
+            "peers: {} — http-static and https-static compare nginx with ferry serve under wrk,\n\
+             \x20 tcp-proxy and tls-proxy HAProxy with ferry proxy (absent peers: scripts/install-peers.sh;\n\
+             \x20 their rows say \"not run\")",
             peers.join(", ")
         );
         println!();

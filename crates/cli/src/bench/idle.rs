@@ -104,7 +104,7 @@ impl Subjects {
             (None, _) => Err("not run: haproxy not installed (scripts/install-peers.sh)".into()),
             (_, Err(e)) => Err(format!("no origin: {e}")),
             (Some(bin), Ok(o)) => {
-                start_haproxy(&bin, root, server_cpu, *o, false, (room, IDLE_SECS))
+                start_haproxy(&bin, root, server_cpu, *o, false, (room, IDLE_SECS), None)
                     .map_err(|e| format!("haproxy did not start: {e}"))
             }
         };

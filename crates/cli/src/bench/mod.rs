@@ -84,7 +84,8 @@ impl Case {
             Scenario::RequestResponse
             | Scenario::HttpStatic
             | Scenario::HttpsStatic
-            | Scenario::HttpsHandshakes => true,
+            | Scenario::HttpsHandshakes
+            | Scenario::TlsProxy => true,
             Scenario::TcpProxy => self.connections > 1,
             _ => false,
         }
@@ -103,8 +104,10 @@ fn default_sizes(s: Scenario, quick: bool) -> Vec<u64> {
     match (s, quick) {
         (Scenario::RequestResponse, false) => vec![4 * K, 64 * K, M],
         (Scenario::RequestResponse, true) => vec![4 * K, M],
-        (Scenario::HttpStatic | Scenario::HttpsStatic, false) => vec![4 * K, 64 * K, M],
-        (Scenario::HttpStatic | Scenario::HttpsStatic, true) => vec![4 * K],
+        (Scenario::HttpStatic | Scenario::HttpsStatic | Scenario::TlsProxy, false) => {
+            vec![4 * K, 64 * K, M]
+        }
+        (Scenario::HttpStatic | Scenario::HttpsStatic | Scenario::TlsProxy, true) => vec![4 * K],
         (Scenario::HttpsHandshakes, _) => vec![4 * K],
         (_, false) => vec![256 * M],
         (_, true) => vec![16 * M],
@@ -153,11 +156,14 @@ fn cases(o: &Options) -> Vec<Case> {
                 | Scenario::HttpsStatic
                 | Scenario::HttpsHandshakes
                 | Scenario::TcpProxy
+                | Scenario::TlsProxy
         );
         let conns = match scenario {
             _ if many && !o.connections.is_empty() => o.connections.clone(),
             Scenario::RequestResponse if o.quick => vec![1, 16],
-            Scenario::HttpStatic | Scenario::HttpsStatic if o.quick => vec![64],
+            Scenario::HttpStatic | Scenario::HttpsStatic | Scenario::TlsProxy if o.quick => {
+                vec![64]
+            }
             _ if many => vec![1, 64],
             _ => vec![1],
         };
@@ -299,6 +305,7 @@ pub fn run(o: &Options) -> io::Result<()> {
     let mut http_servers: Option<http::Servers> = None;
     let mut https_servers: Option<http::Servers> = None;
     let mut proxies: Option<tcp_proxy::Proxies> = None;
+    let mut tls_proxies: Option<tcp_proxy::Proxies> = None;
     let mut idle_subjects: Option<idle::Subjects> = None;
     let mut idle_rows = Vec::new();
     let mut idle_summaries = Vec::new();
@@ -364,6 +371,10 @@ pub fn run(o: &Options) -> io::Result<()> {
             progress.note("starting the origins of tcp-proxy");
             proxies = Some(tcp_proxy::Proxies::start(dir.path(), o.pin)?);
         }
+        if case.scenario == Scenario::TlsProxy && tls_proxies.is_none() {
+            progress.note("starting the origin of tls-proxy");
+            tls_proxies = Some(tcp_proxy::Proxies::start_tls(dir.path(), o.pin)?);
+        }
         if case.scenario == Scenario::HttpStatic && http_servers.is_none() {
             progress.note("starting nginx and ferry serve");
             http_servers = Some(http::Servers::start(dir.path(), o.pin));
@@ -398,6 +409,9 @@ pub fn run(o: &Options) -> io::Result<()> {
                         https_servers.as_ref().and_then(|h| h.unavailable(m))
                     }
                     Method::Haproxy | Method::HaproxySplice | Method::FerryProxy => proxies
+                        .as_ref()
+                        .and_then(|p| p.unavailable(m, case.connections)),
+                    Method::HaproxyTls | Method::FerryProxyTls => tls_proxies
                         .as_ref()
                         .and_then(|p| p.unavailable(m, case.connections)),
                     _ => None,
@@ -452,6 +466,13 @@ pub fn run(o: &Options) -> io::Result<()> {
                         expect,
                     ),
                     Scenario::TcpProxy => proxies.as_mut().expect("started").run(
+                        m,
+                        case.size,
+                        case.connections,
+                        http_secs,
+                        expect,
+                    ),
+                    Scenario::TlsProxy => tls_proxies.as_mut().expect("started").run(
                         m,
                         case.size,
                         case.connections,

@@ -123,6 +123,7 @@ pub fn is_baseline_candidate(m: Method) -> bool {
             | Method::NginxTls
             | Method::Haproxy
             | Method::HaproxySplice
+            | Method::HaproxyTls
     )
 }
 

@@ -12,6 +12,12 @@
 //! 1048576`), and `ferry-proxy` (`ferry proxy --threads 1`); the better HAProxy of the
 //! run is the baseline. With `--pin` the proxies run on CPU 0, wrk and the HTTP origin on
 //! CPU 1. The untimed first run checks every byte that came through.
+//!
+//! The `tls-proxy` scenario (`Proxies::start_tls`) runs the same proxies terminating
+//! TLS, with one certificate made for the run: `haproxy-tls` (`bind … ssl crt`, OpenSSL,
+//! TCP mode; no splice, its TLS is in user space) against `ferry-proxy-tls`
+//! (`--tls-cert/--tls-key`; in user space too where the kernel has no `tls` module),
+//! every case under wrk over https to the HTTP origin, `x1` included.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -23,6 +29,7 @@ use std::time::{Duration, Instant};
 use super::common::{
     fail, fill_pattern, machine_busy, machine_busy_since, new_hist, Checksum, Method, RunResult,
 };
+use super::https::TlsFiles;
 use super::peers::{self, Peer};
 
 /// The origins and, per origin, the three proxies in front of it.
@@ -34,6 +41,8 @@ pub struct Proxies {
     bulk_origin: SocketAddr,
     http_origin: Result<Peer, String>,
     fronts: HashMap<(SocketAddr, Method), Result<Peer, String>>,
+    /// tls-proxy: the certificate both proxies present.
+    tls: Option<TlsFiles>,
 }
 
 impl Proxies {
@@ -57,17 +66,28 @@ impl Proxies {
             bulk_origin,
             http_origin,
             fronts: HashMap::new(),
+            tls: None,
         })
+    }
+
+    /// The origins, for proxies that terminate TLS with a certificate made now.
+    pub fn start_tls(dir: &Path, pin: bool) -> io::Result<Proxies> {
+        let mut p = Proxies::start(dir, pin)?;
+        p.tls = Some(TlsFiles::make(dir)?);
+        Ok(p)
     }
 
     /// Why `m` cannot run for a case with `connections`, if it cannot.
     pub fn unavailable(&self, m: Method, connections: usize) -> Option<String> {
-        if matches!(m, Method::Haproxy | Method::HaproxySplice) {
+        if matches!(
+            m,
+            Method::Haproxy | Method::HaproxySplice | Method::HaproxyTls
+        ) {
             if let Err(e) = &self.haproxy {
                 return Some(e.clone());
             }
         }
-        if connections > 1 {
+        if connections > 1 || self.tls.is_some() {
             if let Err(e) = &self.wrk {
                 return Some(e.clone());
             }
@@ -91,8 +111,22 @@ impl Proxies {
 
     fn start_front(&self, m: Method, origin: SocketAddr) -> io::Result<Peer> {
         let cpu = self.pin.then_some(0);
-        match m {
-            Method::FerryProxy => peers::start_ferry_proxy(origin, cpu, &[]),
+        match (m, &self.tls) {
+            (Method::FerryProxy, _) => peers::start_ferry_proxy(origin, cpu, &[]),
+            (Method::FerryProxyTls, Some(tls)) => {
+                let (cert, key) = (tls.cert.to_string_lossy(), tls.key.to_string_lossy());
+                let flags = ["--tls-cert", &*cert, "--tls-key", &*key];
+                peers::start_ferry_proxy(origin, cpu, &flags)
+            }
+            (Method::HaproxyTls, Some(tls)) => {
+                // HAProxy takes the certificate and its key in one PEM file.
+                let pem = self.dir.join("bench-haproxy.pem");
+                let both = [std::fs::read(&tls.cert)?, std::fs::read(&tls.key)?].concat();
+                std::fs::write(&pem, both)?;
+                let bin = self.haproxy.as_ref().map_err(|e| fail(e.clone()))?;
+                let limits = (4096, 60);
+                start_haproxy(bin, &self.dir, cpu, origin, false, limits, Some(&pem))
+            }
             _ => {
                 let bin = self.haproxy.as_ref().map_err(|e| fail(e.clone()))?;
                 start_haproxy(
@@ -102,6 +136,7 @@ impl Proxies {
                     origin,
                     m == Method::HaproxySplice,
                     (4096, 60),
+                    None,
                 )
             }
         }
@@ -116,7 +151,7 @@ impl Proxies {
         secs: u64,
         expect: Option<Checksum>,
     ) -> io::Result<RunResult> {
-        if connections <= 1 {
+        if connections <= 1 && self.tls.is_none() {
             let origin = self.bulk_origin;
             let front = self.front(m, origin)?;
             return bulk(front, size, expect);
@@ -124,20 +159,33 @@ impl Proxies {
         let origin = self.http_origin.as_ref().map_err(|e| fail(e.clone()))?.addr;
         let pin = self.pin;
         let wrk = self.wrk.clone().map_err(fail)?;
-        let front = self.front(m, origin)?;
+        self.front(m, origin)?;
+        let front = self.fronts[&(origin, m)]
+            .as_ref()
+            .map_err(|e| fail(e.clone()))?;
         let path = format!("/data-{size}");
+        let tls = self.tls.as_ref();
         if let Some(want) = expect {
-            peers::verify_get(front.addr, front.name, &path, size, want)?;
+            match tls {
+                Some(tls) => {
+                    let all = tls.fetch(front.addr, &path)?;
+                    peers::check_response(&all, front.name, size, want)?;
+                }
+                None => peers::verify_get(front.addr, front.name, &path, size, want)?,
+            }
             return Ok(peers::verified(size));
         }
-        let url = format!("http://{}{path}", front.addr);
+        // The certificate names localhost; wrk does not check it.
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}{path}", front.addr);
         peers::wrk(&wrk, pin, &url, connections, secs, size, front, &[])
     }
 }
 
 /// HAProxy in TCP mode, one thread, in front of `origin`: splice-auto, or (`tuned`)
-/// splice both ways with 1 MiB pipes; `maxconn` and the client/server idle timeouts
-/// as given. Its config goes in `dir`.
+/// splice both ways with 1 MiB pipes, or (`tls`: a PEM with the certificate and key)
+/// terminating TLS; `maxconn` and the client/server idle timeouts as given. Its config
+/// goes in `dir`.
 pub fn start_haproxy(
     bin: &Path,
     dir: &Path,
@@ -145,12 +193,13 @@ pub fn start_haproxy(
     origin: SocketAddr,
     tuned: bool,
     (maxconn, idle_secs): (usize, u64),
+    tls: Option<&Path>,
 ) -> io::Result<Peer> {
     let port = peers::free_port()?;
     let cfg = dir.join(format!(".haproxy-{port}.cfg"));
     std::fs::write(
         &cfg,
-        haproxy_config(port, origin, tuned, (maxconn, idle_secs)),
+        haproxy_config(port, origin, tuned, (maxconn, idle_secs), tls),
     )?;
     let mut child = peers::command(bin, cpu)
         .args(["-db", "-f"])
@@ -164,10 +213,10 @@ pub fn start_haproxy(
     Ok(Peer {
         child,
         addr,
-        name: if tuned {
-            "haproxy (splice, 1 MiB pipes)"
-        } else {
-            "haproxy (splice-auto)"
+        name: match (tls, tuned) {
+            (Some(_), _) => "haproxy (ssl)",
+            (None, true) => "haproxy (splice, 1 MiB pipes)",
+            (None, false) => "haproxy (splice-auto)",
         },
     })
 }
@@ -177,20 +226,23 @@ fn haproxy_config(
     origin: SocketAddr,
     tuned: bool,
     (maxconn, idle_secs): (usize, u64),
+    tls: Option<&Path>,
 ) -> String {
-    let (tune, splice) = if tuned {
-        (
+    let (tune, splice) = match (tls, tuned) {
+        // TLS is sealed in user space: nothing to splice.
+        (Some(_), _) => ("", ""),
+        (None, true) => (
             "  tune.pipesize 1048576\n",
             "  option splice-request\n  option splice-response\n",
-        )
-    } else {
-        ("", "  option splice-auto\n")
+        ),
+        (None, false) => ("", "  option splice-auto\n"),
     };
+    let ssl = tls.map_or(String::new(), |pem| format!(" ssl crt {}", pem.display()));
     format!(
         "# written by ferry bench: docs/benchmarks.md, tcp-proxy\n\
          global\n  nbthread 1\n  maxconn {maxconn}\n{tune}\
          defaults\n  mode tcp\n  timeout connect 5s\n  timeout client {idle_secs}s\n  timeout server {idle_secs}s\n{splice}\
-         frontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n\
+         frontend fe\n  bind 127.0.0.1:{port}{ssl}\n  default_backend be\n\
          backend be\n  server origin {origin}\n"
     )
 }

@@ -432,6 +432,9 @@ impl Plan {
                     self.src_ready = false;
                 }
                 if self.strategy == Strategy::Sealed {
+                    // A stream read that filled the buffer: bulky, read bigger batches.
+                    let full = self.staging.end + n == self.staging.buf.len();
+                    self.full_reads = if full { self.full_reads + 1 } else { 0 };
                     self.src_ready = false;
                 }
                 if n == 0 {

@@ -1,6 +1,7 @@
 //! The sealed strategy: the destination speaks TLS in user space. Plaintext — header,
 //! body, trailer, in order — is gathered into the staging buffer (a file body fills
-//! [`FILE_BATCH`] bytes, a stream's bytes are sealed as they arrive), handed to the
+//! [`FILE_BATCH`] bytes; a stream's bytes are sealed as they arrive, read a record's
+//! worth at a time, a batch at a time once a read filled its buffer), handed to the
 //! transfer's [`Seal`](crate::Seal) a record ([`SEAL_CHUNK`]) at a time, and the sealed
 //! records of the batch go out in one send. A batch's plaintext counts as delivered once
 //! all of its sealed bytes are out; a batch the sealer fails part-way is not sent.
@@ -68,15 +69,23 @@ impl Plan {
             return Step::Done;
         };
         if s.sent < s.out.len() {
+            // `MSG_MORE` only while a file body goes on: a stream's next bytes may be
+            // long in coming, and corked records would wait for the kernel's 200 ms.
             return Step::Send {
                 at: s.sent,
                 len: s.out.len() - s.sent,
-                more: !ended,
+                more: !ended && s.src_file,
                 dst_off: self.dst_off,
             };
         }
-        if self.staging.buf.is_empty() {
-            let size = if s.src_file { FILE_BATCH } else { SEAL_CHUNK };
+        // A file body, or a stream whose last read filled its buffer, is read a batch
+        // at a time; other streams a record at a time (most answers are small).
+        let size = if s.src_file || self.full_reads > 0 {
+            FILE_BATCH
+        } else {
+            SEAL_CHUNK
+        };
+        if self.staging.buf.is_empty() || (self.staging.end == 0 && self.staging.buf.len() < size) {
             self.staging.buf = vec![0; size];
         }
         let st = &mut self.staging;

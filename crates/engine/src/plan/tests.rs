@@ -838,7 +838,13 @@ fn run_sealed(
                     Ok(n)
                 }
             }
-            Step::Send { at, len, .. } => {
+            Step::Send { at, len, more, .. } => {
+                // A stream's next bytes may be long in coming: its records are never
+                // corked (MSG_MORE would hold them up to 200 ms in the kernel).
+                assert!(
+                    !(stream && more),
+                    "a sealed stream's send asked for MSG_MORE"
+                );
                 let n = len.min(send_chunk);
                 wire.extend_from_slice(&p.staging()[at..at + n]);
                 Ok(n)
@@ -955,4 +961,32 @@ fn a_sealer_error_fails_the_transfer_with_it_after_the_batches_before() {
     let batch = 4 * crate::SEAL_CHUNK;
     assert_eq!((plain.len(), records.len()), (batch, 4));
     assert_eq!(p.body_bytes(), batch as u64);
+}
+
+#[test]
+fn a_sealed_stream_reads_bigger_batches_once_a_read_fills_its_buffer() {
+    let mut p = sealed_plan(
+        resolved(FdKind::Socket, FdKind::Socket, None, None),
+        b"",
+        b"",
+        None,
+    );
+    let mut reads = Vec::new();
+    // Three reads, each filling what was asked; sends take everything.
+    while reads.len() < 3 {
+        let step = p.next();
+        let r = match step {
+            Step::Read { len, .. } => {
+                reads.push(len);
+                Ok(len)
+            }
+            Step::Send { len, .. } => Ok(len),
+            Step::Poll(_) => Ok(1),
+            other => panic!("{other:?}"),
+        };
+        p.complete(step, r);
+    }
+    // A record's worth first (most answers are small), then a batch of four.
+    let chunk = crate::SEAL_CHUNK;
+    assert_eq!(reads, [chunk, 4 * chunk, 4 * chunk]);
 }
