@@ -10,72 +10,39 @@ mod harness;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use harness::{pattern, read_all, reset_on_close, Backend, ProxyProc};
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection};
 
-/// A certificate for `localhost` and its key, as PEM files in a fresh directory.
-struct Cert {
-    dir: tempfile::TempDir,
-    der: CertificateDer<'static>,
+#[path = "support/tls.rs"]
+mod tls;
+
+use tls::{tls_stat, Cert, Strace};
+
+/// A proxy terminating TLS with `cert`, in front of `backend`.
+fn proxy(cert: &Cert, backend: SocketAddr, extra: &[&str]) -> ProxyProc {
+    proxy_env(cert, backend, extra, &[])
 }
 
-impl Cert {
-    fn new() -> Cert {
-        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("cert.pem"), ck.cert.pem()).unwrap();
-        std::fs::write(dir.path().join("key.pem"), ck.signing_key.serialize_pem()).unwrap();
-        Cert {
-            der: ck.cert.der().clone(),
-            dir,
-        }
-    }
+fn proxy_env(cert: &Cert, backend: SocketAddr, extra: &[&str], env: &[(&str, &str)]) -> ProxyProc {
+    let flags = cert.flags(extra);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let p = ProxyProc::start_env(&[backend], &flags, env);
+    assert!(p.banner.contains("TLS 1.3/1.2"), "{}", p.banner);
+    p
+}
 
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn proxy(&self, backend: SocketAddr, extra: &[&str]) -> ProxyProc {
-        self.proxy_env(backend, extra, &[])
-    }
-
-    fn proxy_env(&self, backend: SocketAddr, extra: &[&str], env: &[(&str, &str)]) -> ProxyProc {
-        let (c, k) = (self.path("cert.pem"), self.path("key.pem"));
-        let mut flags = vec![
-            "--tls-cert",
-            c.to_str().unwrap(),
-            "--tls-key",
-            k.to_str().unwrap(),
-        ];
-        flags.extend_from_slice(extra);
-        let p = ProxyProc::start_env(&[backend], &flags, env);
-        assert!(p.banner.contains("TLS 1.3/1.2"), "{}", p.banner);
-        p
-    }
-
-    fn client(&self, tls12: bool) -> Arc<ClientConfig> {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.der.clone()).unwrap();
-        #[allow(deprecated)] // ring: a light test peer
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let versions: &[&rustls::SupportedProtocolVersion] = if tls12 {
-            &[&rustls::version::TLS12]
-        } else {
-            &[&rustls::version::TLS13]
-        };
-        let config = ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(versions)
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Arc::new(config)
+/// A client config for TLS 1.2 only, or 1.3 only.
+fn client(cert: &Cert, tls12: bool) -> Arc<ClientConfig> {
+    if tls12 {
+        cert.client_for(&[&rustls::version::TLS12])
+    } else {
+        cert.client_for(&[&rustls::version::TLS13])
     }
 }
 
@@ -209,7 +176,7 @@ fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 fn both_directions_arrive_byte_exact_over_tls_1_3_and_1_2() {
     let cert = Cert::new();
     for tls12 in [false, true] {
-        let config = cert.client(tls12);
+        let config = client(&cert, tls12);
         for (up, down) in [
             (0, 0),
             (1, 0),
@@ -219,7 +186,7 @@ fn both_directions_arrive_byte_exact_over_tls_1_3_and_1_2() {
         ] {
             let got = Arc::new(Mutex::new(Vec::new()));
             let backend = upload_download(down, got.clone());
-            let proxy = cert.proxy(backend.addr, &[]);
+            let proxy = proxy(&cert, backend.addr, &[]);
             let (back, end) = exchange(&proxy, &config, &pattern(up, 3), true);
             let case = format!("tls12={tls12} up={up} down={down}");
             assert_eq!(end, Ending::CloseNotify, "{case}");
@@ -247,9 +214,9 @@ fn the_clients_close_notify_half_closes_and_the_answer_still_arrives() {
         c.write_all(&back).unwrap();
     });
     let cert = Cert::new();
-    let proxy = cert.proxy(backend.addr, &[]);
+    let proxy = proxy(&cert, backend.addr, &[]);
     let req = pattern(300_000, 9);
-    let (back, end) = exchange(&proxy, &cert.client(false), &req, true);
+    let (back, end) = exchange(&proxy, &client(&cert, false), &req, true);
     assert_eq!(end, Ending::CloseNotify);
     assert!(
         back.iter().rev().eq(req.iter()),
@@ -280,7 +247,7 @@ fn curl_fetches_through_the_tls_proxy_byte_exact() {
         let _ = c.write_all(&served);
     });
     let cert = Cert::new();
-    let proxy = cert.proxy(backend.addr, &[]);
+    let proxy = proxy(&cert, backend.addr, &[]);
     let url = format!("https://localhost:{}/x", proxy.addr.port());
     let resolve = format!("localhost:{}:127.0.0.1", proxy.addr.port());
     let ca = cert.path("cert.pem");
@@ -328,7 +295,7 @@ fn counting() -> (Backend, Arc<AtomicUsize>) {
 fn a_plain_request_on_the_tls_port_gets_an_alert_and_no_backend() {
     let (backend, connects) = counting();
     let cert = Cert::new();
-    let proxy = cert.proxy(backend.addr, &[]);
+    let proxy = proxy(&cert, backend.addr, &[]);
     let mut c = proxy.connect();
     c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let (back, err) = read_all(&mut c);
@@ -349,7 +316,7 @@ fn a_plain_request_on_the_tls_port_gets_an_alert_and_no_backend() {
 fn garbage_and_a_stalled_handshake_are_cut() {
     let (backend, connects) = counting();
     let cert = Cert::new();
-    let proxy = cert.proxy(backend.addr, &["--handshake-timeout", "0.5"]);
+    let proxy = proxy(&cert, backend.addr, &["--handshake-timeout", "0.5"]);
     // Garbage: closed at once.
     let mut c = proxy.connect();
     c.write_all(&[0xff; 64]).unwrap();
@@ -382,8 +349,8 @@ fn a_backend_reset_reaches_the_client_as_a_failure_not_an_end() {
         reset_on_close(&c);
     });
     let cert = Cert::new();
-    let proxy = cert.proxy(backend.addr, &[]);
-    let (_, end) = exchange(&proxy, &cert.client(false), b"ping", false);
+    let proxy = proxy(&cert, backend.addr, &[]);
+    let (_, end) = exchange(&proxy, &client(&cert, false), b"ping", false);
     assert!(matches!(end, Ending::Failed(_)), "{end:?}");
 }
 
@@ -392,9 +359,9 @@ fn a_backend_that_ends_gives_the_client_close_notify_and_waits_for_its_end() {
     let got = Arc::new(Mutex::new(Vec::new()));
     let backend = upload_download(10_000, got.clone());
     let cert = Cert::new();
-    let proxy = cert.proxy(backend.addr, &[]);
+    let proxy = proxy(&cert, backend.addr, &[]);
     // The client sends nothing and does not end: it still gets all, then close_notify.
-    let (back, end) = exchange(&proxy, &cert.client(false), b"", false);
+    let (back, end) = exchange(&proxy, &client(&cert, false), b"", false);
     assert_eq!(end, Ending::CloseNotify);
     assert!(back == pattern(10_000, 7));
 }
@@ -403,10 +370,10 @@ fn a_backend_that_ends_gives_the_client_close_notify_and_waits_for_its_end() {
 fn an_idle_tls_pair_is_closed_after_the_idle_timeout() {
     let backend = Backend::echo();
     let cert = Cert::new();
-    let proxy = cert.proxy(backend.addr, &["--idle-timeout", "1"]);
+    let proxy = proxy(&cert, backend.addr, &["--idle-timeout", "1"]);
     let base = proxy.sockets();
     let start = Instant::now();
-    let (back, end) = exchange(&proxy, &cert.client(false), b"hello", false);
+    let (back, end) = exchange(&proxy, &client(&cert, false), b"hello", false);
     let took = start.elapsed();
     assert_eq!(back, b"hello");
     assert!(end != Ending::CloseNotify, "{end:?}");
@@ -417,33 +384,23 @@ fn an_idle_tls_pair_is_closed_after_the_idle_timeout() {
     proxy.wait_sockets(base, Duration::from_secs(5));
 }
 
-/// The kernel's TLS counters (`/proc/net/tls_stat`), by name.
-fn tls_stat(name: &str) -> u64 {
-    let stat = std::fs::read_to_string("/proc/net/tls_stat").unwrap_or_default();
-    stat.lines()
-        .find_map(|l| {
-            let mut f = l.split_whitespace();
-            (f.next() == Some(name)).then(|| f.next().unwrap().parse().unwrap())
-        })
-        .unwrap_or(0)
+/// Whether `proxy` hands its records to the kernel; says so loudly when not.
+fn kernel_tls_or_skip(proxy: &ProxyProc, test: &str) -> bool {
+    if proxy.banner.contains("records by the kernel") {
+        return true;
+    }
+    eprintln!(
+        "SKIPPED {test}: no kernel TLS here ({}); scripts/test-ktls.sh runs it in a kernel \
+         with the tls module",
+        proxy.banner.trim()
+    );
+    false
 }
 
-#[test]
-fn kernel_tls_carries_the_records_both_ways() {
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let backend = upload_download(3 << 20, got.clone());
-    let cert = Cert::new();
-    let proxy = cert.proxy(backend.addr, &[]);
-    if !proxy.banner.contains("records by the kernel") {
-        eprintln!(
-            "SKIPPED kernel_tls_carries_the_records_both_ways: no kernel TLS here ({}); \
-             scripts/test-ktls.sh runs it in a kernel with the tls module",
-            proxy.banner.trim()
-        );
-        return;
-    }
-    let (tx, rx) = (tls_stat("TlsTxSw"), tls_stat("TlsRxSw"));
-    let (back, end) = exchange(&proxy, &cert.client(false), &pattern(3 << 20, 3), true);
+/// 3 MiB each way through `proxy` (in front of an `upload_download(3 MiB)` backend
+/// that records into `got`), both ends checked byte for byte.
+fn three_mib_each_way(proxy: &ProxyProc, cert: &Cert, got: &Mutex<Vec<Vec<u8>>>) {
+    let (back, end) = exchange(proxy, &client(cert, false), &pattern(3 << 20, 3), true);
     assert_eq!(end, Ending::CloseNotify);
     assert!(
         back == pattern(3 << 20, 7),
@@ -456,6 +413,19 @@ fn kernel_tls_carries_the_records_both_ways() {
         "{} bytes up differ",
         sent.len()
     );
+}
+
+#[test]
+fn kernel_tls_carries_the_records_both_ways() {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let backend = upload_download(3 << 20, got.clone());
+    let cert = Cert::new();
+    let proxy = proxy(&cert, backend.addr, &[]);
+    if !kernel_tls_or_skip(&proxy, "kernel_tls_carries_the_records_both_ways") {
+        return;
+    }
+    let (tx, rx) = (tls_stat("TlsTxSw"), tls_stat("TlsRxSw"));
+    three_mib_each_way(&proxy, &cert, &got);
     assert!(
         tls_stat("TlsTxSw") > tx && tls_stat("TlsRxSw") > rx,
         "the kernel's counters did not move"
@@ -466,9 +436,9 @@ fn kernel_tls_carries_the_records_both_ways() {
 fn a_key_update_is_followed_in_user_space_and_ends_a_kernel_tls_pair() {
     let backend = Backend::echo();
     let cert = Cert::new();
-    let proxy = cert.proxy(backend.addr, &[]);
+    let proxy = proxy(&cert, backend.addr, &[]);
     let name = ServerName::try_from("localhost").unwrap();
-    let conn = ClientConnection::new(cert.client(false), name).unwrap();
+    let conn = ClientConnection::new(client(&cert, false), name).unwrap();
     let mut s = rustls::StreamOwned::new(conn, proxy.connect());
     let mut got = [0u8; 3];
     s.write_all(b"one").unwrap();
@@ -507,76 +477,27 @@ fn kernel_tls_payload_is_spliced_never_read_into_user_space() {
     // The syscall executor (epoll readiness loop): what moves the bytes is visible to
     // strace. The io_uring executor runs the same plans.
     let env = [("FERRY_BACKEND", "blocking")];
-    let proxy = cert.proxy_env(backend.addr, &["--threads", "1"], &env);
-    if !proxy.banner.contains("records by the kernel") {
-        eprintln!(
-            "SKIPPED kernel_tls_payload_is_spliced_never_read_into_user_space: no kernel \
-             TLS here ({}); scripts/test-ktls.sh runs it in a kernel with the tls module",
-            proxy.banner.trim()
-        );
+    let proxy = proxy_env(&cert, backend.addr, &["--threads", "1"], &env);
+    let test = "kernel_tls_payload_is_spliced_never_read_into_user_space";
+    if !kernel_tls_or_skip(&proxy, test) {
         return;
     }
-    let trace = tempfile::NamedTempFile::new().unwrap();
-    let mut strace = Command::new("strace")
-        .args([
-            "-f",
-            "-qq",
-            "-e",
-            "trace=read,readv,recvfrom,recvmsg,splice",
-            "-o",
-        ])
-        .arg(trace.path())
-        .args(["-p", &proxy.proc.child.id().to_string()])
-        .spawn()
-        .expect("strace (scripts/install-test-deps.sh)");
-    std::thread::sleep(Duration::from_millis(500)); // attached
-    let (back, end) = exchange(&proxy, &cert.client(false), &pattern(3 << 20, 3), true);
-    assert_eq!(end, Ending::CloseNotify);
-    assert!(
-        back == pattern(3 << 20, 7),
-        "{} bytes back differ",
-        back.len()
-    );
-    let sent = wait_for("the backend's read", || got.lock().unwrap().pop());
-    assert!(
-        sent == pattern(3 << 20, 3),
-        "{} bytes up differ",
-        sent.len()
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    let _ = Command::new("kill").arg(strace.id().to_string()).status();
-    let _ = strace.wait();
-    let log = std::fs::read_to_string(trace.path()).unwrap();
-    let total = |call: &str| -> u64 {
-        log.lines()
-            .filter(|l| l.contains(&format!("{call}(")))
-            .filter_map(|l| {
-                l.rsplit("= ")
-                    .next()?
-                    .split_whitespace()
-                    .next()?
-                    .parse::<i64>()
-                    .ok()
-            })
-            .filter(|&n| n > 0)
-            .map(|n| n as u64)
-            .sum()
-    };
-    let calls: Vec<String> = ["splice", "read", "readv", "recvfrom", "recvmsg"]
-        .iter()
-        .map(|c| format!("{c}: {} bytes", total(c)))
-        .collect();
+    let calls = ["read", "readv", "recvfrom", "recvmsg", "splice"];
+    let strace = Strace::attach(proxy.proc.child.id(), &calls.join(","));
+    three_mib_each_way(&proxy, &cert, &got);
+    let trace = strace.finish();
+    let summary = trace.summary(&calls);
     // What user space read: the handshake, and the record the client sent right behind
     // its Finished (opened by rustls: the kernel takes over at the next record) — at
     // most 16 KiB of payload — and the close_notify record.
-    let read = total("read") + total("readv") + total("recvfrom") + total("recvmsg");
+    let read: u64 = calls[..4].iter().map(|c| trace.bytes(c)).sum();
     assert!(
         read < 24 << 10,
-        "{read} bytes read into user space: {calls:?}"
+        "{read} bytes read into user space: {summary}"
     );
     // The rest of each byte twice (socket → pipe → socket), each way.
     assert!(
-        total("splice") + 2 * read >= 2 * 2 * (3 << 20),
-        "payload by splice: {calls:?}"
+        trace.bytes("splice") + 2 * read >= 2 * 2 * (3 << 20),
+        "payload by splice: {summary}"
     );
 }

@@ -9,13 +9,13 @@ mod server;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use server::{pattern, read_response, read_to_close, Server};
 
 const FILES: [(&str, usize); 7] = [
@@ -34,58 +34,22 @@ fn site(root: &Path) {
     }
 }
 
-/// A certificate for `localhost` and its key, as PEM files in a fresh directory.
-struct Cert {
-    dir: tempfile::TempDir,
-    der: CertificateDer<'static>,
+#[path = "support/tls.rs"]
+mod tls;
+
+use tls::{tls_stat, Cert, Strace};
+
+/// A server with HTTPS on `cert`.
+fn start(cert: &Cert, extra: &[&str]) -> Server {
+    start_env(cert, extra, &[])
 }
 
-impl Cert {
-    fn new() -> Cert {
-        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("cert.pem"), ck.cert.pem()).unwrap();
-        std::fs::write(dir.path().join("key.pem"), ck.signing_key.serialize_pem()).unwrap();
-        Cert {
-            der: ck.cert.der().clone(),
-            dir,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn start(&self, extra: &[&str]) -> Server {
-        self.start_env(extra, &[])
-    }
-
-    fn start_env(&self, extra: &[&str], env: &[(&str, &str)]) -> Server {
-        let (c, k) = (self.path("cert.pem"), self.path("key.pem"));
-        let mut flags = vec![
-            "--tls-cert",
-            c.to_str().unwrap(),
-            "--tls-key",
-            k.to_str().unwrap(),
-        ];
-        flags.extend_from_slice(extra);
-        let srv = Server::start_env(site, &flags, env);
-        assert!(srv.banner.contains("https://"), "{}", srv.banner);
-        srv
-    }
-
-    fn client(&self) -> Arc<ClientConfig> {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.der.clone()).unwrap();
-        #[allow(deprecated)] // ring: a light test peer
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Arc::new(config)
-    }
+fn start_env(cert: &Cert, extra: &[&str], env: &[(&str, &str)]) -> Server {
+    let flags = cert.flags(extra);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let srv = Server::start_env(site, &flags, env);
+    assert!(srv.banner.contains("https://"), "{}", srv.banner);
+    srv
 }
 
 fn tls_connect(
@@ -111,7 +75,7 @@ fn curl(args: &[&str]) -> std::process::Output {
 #[test]
 fn curl_gets_every_size_byte_exact_over_tls_1_3_and_1_2() {
     let cert = Cert::new();
-    let srv = cert.start(&[]);
+    let srv = start(&cert, &[]);
     let resolve = format!("localhost:{}:127.0.0.1", srv.addr.port());
     let ca = cert.path("cert.pem");
     for versions in [&["--tlsv1.3"][..], &["--tlsv1.2", "--tls-max", "1.2"]] {
@@ -150,8 +114,8 @@ fn curl_gets_every_size_byte_exact_over_tls_1_3_and_1_2() {
 #[test]
 fn keep_alive_pipelining_head_and_ranges_over_one_tls_connection() {
     let cert = Cert::new();
-    let srv = cert.start(&[]);
-    let mut s = tls_connect(&srv, &cert.client(), "localhost");
+    let srv = start(&cert, &[]);
+    let mut s = tls_connect(&srv, &cert.client_for(&[]), "localhost");
     // Three requests in one write: answered in order, on one connection.
     s.write_all(
         b"GET /100k.bin HTTP/1.1\r\nHost: x\r\n\r\n\
@@ -180,8 +144,8 @@ fn a_connection_close_answer_ends_with_close_notify() {
     // In user space and over kernel TLS alike: the client can tell the end of the
     // answer from a truncation.
     let cert = Cert::new();
-    let srv = cert.start(&[]);
-    let mut s = tls_connect(&srv, &cert.client(), "localhost");
+    let srv = start(&cert, &[]);
+    let mut s = tls_connect(&srv, &cert.client_for(&[]), "localhost");
     s.write_all(b"GET /64k.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .unwrap();
     let r = read_response(&mut s, false);
@@ -196,8 +160,8 @@ fn a_connection_close_answer_ends_with_close_notify() {
 #[test]
 fn a_session_ticket_resumes_the_next_connection() {
     let cert = Cert::new();
-    let srv = cert.start(&[]);
-    let config = cert.client();
+    let srv = start(&cert, &[]);
+    let config = cert.client_for(&[]);
     for round in 0..2 {
         let mut s = tls_connect(&srv, &config, "localhost");
         s.write_all(b"GET /one.bin HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -217,7 +181,7 @@ fn a_session_ticket_resumes_the_next_connection() {
 #[test]
 fn a_plain_http_request_on_the_tls_port_gets_an_alert_and_a_close() {
     let cert = Cert::new();
-    let srv = cert.start(&[]);
+    let srv = start(&cert, &[]);
     let mut s = srv.connect();
     let t0 = Instant::now();
     s.write_all(b"GET /one.bin HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -236,7 +200,7 @@ fn a_plain_http_request_on_the_tls_port_gets_an_alert_and_a_close() {
 #[test]
 fn garbage_and_a_stalled_handshake_are_cut() {
     let cert = Cert::new();
-    let srv = cert.start(&["--header-timeout", "1"]);
+    let srv = start(&cert, &["--header-timeout", "1"]);
     // Garbage where a ClientHello should be.
     let mut s = srv.connect();
     let t0 = Instant::now();
@@ -245,8 +209,11 @@ fn garbage_and_a_stalled_handshake_are_cut() {
     assert!(t0.elapsed() < Duration::from_secs(5), "garbage: no hang");
     // Half a ClientHello, then nothing: cut by --header-timeout.
     let mut hello = Vec::new();
-    let mut c =
-        ClientConnection::new(cert.client(), ServerName::try_from("localhost").unwrap()).unwrap();
+    let mut c = ClientConnection::new(
+        cert.client_for(&[]),
+        ServerName::try_from("localhost").unwrap(),
+    )
+    .unwrap();
     c.write_tls(&mut hello).unwrap();
     let mut s = srv.connect();
     let t0 = Instant::now();
@@ -259,7 +226,7 @@ fn garbage_and_a_stalled_handshake_are_cut() {
         "cut after the header timeout, took {took:?}"
     );
     // The server still serves.
-    let mut s = tls_connect(&srv, &cert.client(), "localhost");
+    let mut s = tls_connect(&srv, &cert.client_for(&[]), "localhost");
     s.write_all(b"GET /4k.bin HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
     assert_eq!(read_response(&mut s, false).body, pattern(4096, 4096));
@@ -270,8 +237,8 @@ fn a_name_the_certificate_does_not_cover_fails_the_clients_check() {
     // One certificate, no SNI-based choice: a client asking for another name is given
     // it and refuses it (as with nginx's default server), the server just closes.
     let cert = Cert::new();
-    let srv = cert.start(&[]);
-    let mut s = tls_connect(&srv, &cert.client(), "other.example");
+    let srv = start(&cert, &[]);
+    let mut s = tls_connect(&srv, &cert.client_for(&[]), "other.example");
     let e = s
         .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         .and_then(|_| {
@@ -312,17 +279,6 @@ fn a_missing_or_mismatched_key_is_refused_at_start_naming_the_option() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-key"));
 }
 
-/// The kernel's TLS counters (`/proc/net/tls_stat`), by name.
-fn tls_stat(name: &str) -> u64 {
-    let stat = std::fs::read_to_string("/proc/net/tls_stat").unwrap_or_default();
-    stat.lines()
-        .find_map(|l| {
-            let mut f = l.split_whitespace();
-            (f.next() == Some(name)).then(|| f.next().unwrap().parse().unwrap())
-        })
-        .unwrap_or(0)
-}
-
 /// Whether this server hands its records to the kernel; says so loudly when not.
 fn kernel_tls_or_skip(srv: &Server, test: &str) -> bool {
     if srv.banner.contains("records by the kernel") {
@@ -341,7 +297,8 @@ fn kernel_tls_carries_the_records_and_the_body_leaves_by_sendfile() {
     let cert = Cert::new();
     // The syscall executor (epoll readiness loop): what moves the body is visible to
     // strace. The io_uring executor runs the same plan (splice instead of sendfile).
-    let srv = cert.start_env(
+    let srv = start_env(
+        &cert,
         &["--memory-cache-max", "0", "--threads", "1"],
         &[("FERRY_BACKEND", "blocking")],
     );
@@ -351,20 +308,10 @@ fn kernel_tls_carries_the_records_and_the_body_leaves_by_sendfile() {
     ) {
         return;
     }
-    let trace = tempfile::NamedTempFile::new().unwrap();
-    let mut strace = Command::new("strace")
-        .args([
-            "-f",
-            "-qq",
-            "-e",
-            "trace=sendfile,read,pread64,preadv,preadv2,splice",
-            "-o",
-        ])
-        .arg(trace.path())
-        .args(["-p", &srv.proc.child.id().to_string()])
-        .spawn()
-        .expect("strace (scripts/install-test-deps.sh)");
-    std::thread::sleep(Duration::from_millis(500)); // attached
+    let strace = Strace::attach(
+        srv.proc.child.id(),
+        "sendfile,read,pread64,preadv,preadv2,splice",
+    );
     let before = tls_stat("TlsTxSw");
     let resolve = format!("localhost:{}:127.0.0.1", srv.addr.port());
     let url = format!("https://localhost:{}/3m.bin", srv.addr.port());
@@ -397,38 +344,22 @@ fn kernel_tls_carries_the_records_and_the_body_leaves_by_sendfile() {
         tls_stat("TlsTxSw") >= before + 2,
         "the kernel sealed both connections"
     );
-    std::thread::sleep(Duration::from_millis(300));
-    let _ = Command::new("kill").arg(strace.id().to_string()).status();
-    let _ = strace.wait();
-    let log = std::fs::read_to_string(trace.path()).unwrap();
-    let total = |call: &str| -> u64 {
-        log.lines()
-            .filter(|l| l.contains(&format!("{call}(")))
-            .filter_map(|l| {
-                l.rsplit("= ")
-                    .next()?
-                    .split_whitespace()
-                    .next()?
-                    .parse::<i64>()
-                    .ok()
-            })
-            .filter(|&n| n > 0)
-            .map(|n| n as u64)
-            .sum()
-    };
+    let trace = strace.finish();
+    let calls = ["sendfile", "read", "pread64", "preadv", "preadv2", "splice"];
+    let summary = trace.summary(&calls);
     assert!(
-        total("sendfile") >= 2 * (3 << 20),
-        "bodies by sendfile: {log}"
+        trace.bytes("sendfile") >= 2 * (3 << 20),
+        "bodies by sendfile: {summary}"
     );
-    let read = total("read(") + total("pread64") + total("preadv") + total("preadv2");
-    assert!(read < 4096, "{read} bytes read into user space: {log}");
+    let read: u64 = calls[1..5].iter().map(|c| trace.bytes(c)).sum();
+    assert!(read < 4096, "{read} bytes read into user space: {summary}");
 }
 
 #[test]
 fn a_key_update_is_followed_in_user_space_and_closes_a_kernel_tls_connection() {
     let cert = Cert::new();
-    let srv = cert.start(&[]);
-    let mut s = tls_connect(&srv, &cert.client(), "localhost");
+    let srv = start(&cert, &[]);
+    let mut s = tls_connect(&srv, &cert.client_for(&[]), "localhost");
     s.write_all(b"GET /4k.bin HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
     assert_eq!(read_response(&mut s, false).body, pattern(4096, 4096));
