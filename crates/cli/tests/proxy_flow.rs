@@ -11,20 +11,7 @@ use std::net::Shutdown;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use harness::{dead_addr, pattern, read_all, send_then_eof, Backend, ProxyProc};
-
-/// A backend that reads everything the client sends (recording it) while sending
-/// `down` bytes of its own, then half-closes.
-fn upload_download(down: usize, got: Arc<Mutex<Vec<Vec<u8>>>>) -> Backend {
-    Backend::start(move |c| {
-        let w = send_then_eof(c.try_clone().unwrap(), pattern(down, 7));
-        let mut r = c;
-        let (up, err) = read_all(&mut r);
-        assert!(err.is_none(), "backend read ended with {err:?}");
-        got.lock().unwrap().push(up);
-        w.join().unwrap();
-    })
-}
+use harness::{dead_addr, pattern, read_all, send_then_eof, upload_download, Backend, ProxyProc};
 
 #[test]
 fn both_directions_at_once_arrive_byte_exact() {

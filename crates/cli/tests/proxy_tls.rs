@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use harness::{pattern, read_all, reset_on_close, Backend, ProxyProc};
+use harness::{pattern, read_all, reset_on_close, upload_download, Backend, ProxyProc};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection};
 
@@ -144,18 +144,6 @@ fn exchange(
             std::thread::sleep(Duration::from_millis(1));
         }
     }
-}
-
-/// A backend that reads everything the client sends (recording it) while sending
-/// `down` bytes of its own, then half-closes.
-fn upload_download(down: usize, got: Arc<Mutex<Vec<Vec<u8>>>>) -> Backend {
-    Backend::start(move |c| {
-        let w = harness::send_then_eof(c.try_clone().unwrap(), pattern(down, 7));
-        let mut r = c;
-        let (up, _) = read_all(&mut r);
-        got.lock().unwrap().push(up);
-        w.join().unwrap();
-    })
 }
 
 fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {

@@ -11,6 +11,7 @@ mod ready;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -117,6 +118,20 @@ impl Backend {
             let _ = c.shutdown(Shutdown::Write);
         })
     }
+}
+
+/// A backend that reads everything the client sends (recording it in `got`) while
+/// sending `down` pattern bytes (seed 7) of its own, then half-closes; a read that ends
+/// in an error records nothing.
+pub fn upload_download(down: usize, got: Arc<Mutex<Vec<Vec<u8>>>>) -> Backend {
+    Backend::start(move |c| {
+        let w = send_then_eof(c.try_clone().unwrap(), pattern(down, 7));
+        let mut r = c;
+        let (up, err) = read_all(&mut r);
+        assert!(err.is_none(), "backend read ended with {err:?}");
+        got.lock().unwrap().push(up);
+        w.join().unwrap();
+    })
 }
 
 /// An address where nothing listens.
