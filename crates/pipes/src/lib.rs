@@ -32,8 +32,10 @@
 //! ```
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
+#![deny(unsafe_code)] // `unsafe` lives in `sys` only
 
 mod pool;
+#[allow(unsafe_code)] // the pipe syscalls, each with its SAFETY comment
 mod sys;
 
 pub use pool::{PipePool, PoolConfig, PoolStats, PooledPipe};
