@@ -305,6 +305,7 @@ fn garbage_and_a_stalled_handshake_are_cut() {
     let (backend, connects) = counting();
     let cert = Cert::new();
     let proxy = proxy(&cert, backend.addr, &["--handshake-timeout", "0.5"]);
+    let base = proxy.sockets();
     // Garbage: closed at once.
     let mut c = proxy.connect();
     c.write_all(&[0xff; 64]).unwrap();
@@ -326,6 +327,8 @@ fn garbage_and_a_stalled_handshake_are_cut() {
         0,
         "a backend was connected"
     );
+    // Nothing kept of either client.
+    proxy.wait_sockets(base, Duration::from_secs(5));
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! connect to a backend (round robin, the next one on refusal or timeout), the optional
 //! PROXY protocol header, then the engine's two-way proxy — with no other thread.
 //! With `--tls-cert` the client's handshake comes first (`handshake`), then the pair
-//! runs as a plain one over a kernel-TLS socket, or as a `tls_relay` in user space.
+//! runs as a `tls_pair` (spliced over kernel TLS, sealed and opened in user space
+//! elsewhere).
 //!
 //! A pair is closed when both directions have ended. A direction that failed on a
 //! kernel error (a reset, a dead peer) closes both sockets with `SO_LINGER 0`, so the
@@ -21,7 +22,7 @@ use socket2::{Domain, SockRef, Socket, Type};
 
 use super::access_log::{self, End, Line};
 use super::backends::{Backends, Health};
-use super::handshake::{Handshake, Step};
+use super::handshake::{Finished, Handshake, Step};
 use super::proxy_protocol::{self, Version};
 use super::tls_pair::{Outcome, TlsPair};
 use crate::acceptor::{self, Acceptor};
@@ -84,16 +85,9 @@ struct Pair {
     accepted: Instant,
     /// The backend connected to, or last tried.
     backend: usize,
-    /// The client finished a TLS handshake.
-    tls: bool,
-    /// … and sent `close_notify` with it.
-    client_ended: bool,
-    /// After a handshake in user space: the client's session, until the pair starts.
-    session: Option<Box<Session>>,
-    /// Plaintext the client sent with its handshake, for the backend first.
-    early: Vec<u8>,
-    /// Bytes of `early` sent (counted client → server).
-    early_sent: u64,
+    /// A TLS client's finished handshake, until its pair starts. Boxed: a plain pair
+    /// pays one pointer.
+    tls: Option<Box<Finished>>,
 }
 
 pub struct Worker {
@@ -314,11 +308,7 @@ impl Worker {
                     state,
                     accepted: now,
                     backend,
-                    tls: false,
-                    client_ended: false,
-                    session: None,
-                    early: Vec::new(),
-                    early_sent: 0,
+                    tls: None,
                 });
             }
             // No socket for the backend: out of fds (accepting paused, the client
@@ -349,10 +339,7 @@ impl Worker {
                 let Some(done) = hs.finish(&p.client, self.settings.kernel_tls) else {
                     return self.close(k, true, End::Cut, End::Cut);
                 };
-                p.tls = true;
-                p.client_ended = done.ended;
-                p.session = done.session;
-                p.early = done.early;
+                p.tls = Some(Box::new(done));
                 let backend = p.backend;
                 let addr = self.backends.addr(backend);
                 match self.connect(k, backend, addr, 1, now) {
@@ -458,8 +445,9 @@ impl Worker {
             Some(v) => proxy_protocol::header(v, p.peer, p.local),
             None => Vec::new(),
         };
-        p.early_sent = p.early.len() as u64;
-        first.append(&mut p.early);
+        if let Some(t) = &p.tls {
+            first.extend_from_slice(&t.early);
+        }
         if first.is_empty() {
             return self.start_proxy(k, server, now);
         }
@@ -472,9 +460,9 @@ impl Worker {
         let p = &mut self.pairs[k];
         let _ = server.set_nonblocking(true);
         let _ = p.client.set_nonblocking(true);
-        if p.tls {
-            let (session, client) = (p.session.take(), p.client.clone());
-            let (early, ended) = (p.early_sent, p.client_ended);
+        if let Some(t) = p.tls.take() {
+            let client = p.client.clone();
+            let (session, early, ended) = (t.session, t.early.len() as u64, t.ended);
             let pair = TlsPair::start(
                 &mut self.ring,
                 session,
@@ -507,13 +495,13 @@ impl Worker {
         }
     }
 
-    /// Both directions have ended (`relayed`: a relay's result): close the pair, with
+    /// Both directions have ended (`tls_result`: a TLS pair's): close the pair, with
     /// resets when a side failed.
-    fn finished(&mut self, k: usize, relayed: Option<io::Result<(u64, u64)>>) {
+    fn finished(&mut self, k: usize, tls_result: Option<io::Result<(u64, u64)>>) {
         let p = self.pairs.remove(k);
         self.acceptor.on_close(Instant::now());
         let not_done = || Err(io::Error::other("proxy not finished"));
-        // Both directions may end in one batch, a relay's ops may still complete: their
+        // Both directions may end in one batch, a TLS pair's ops may still complete: their
         // events must not find a reused slot.
         let (result, server) = match p.state {
             State::Running(h, server) => {
@@ -521,13 +509,13 @@ impl Worker {
                     self.ops.remove(&id);
                 }
                 let result = h.try_take().unwrap_or_else(|_| not_done());
-                (result.map(|(up, down)| (up + p.early_sent, down)), server)
+                (result, server)
             }
             State::Tls(r, server) => {
                 for id in r.ops() {
                     self.ops.remove(&id);
                 }
-                (relayed.unwrap_or_else(not_done), server)
+                (tls_result.unwrap_or_else(not_done), server)
             }
             _ => return,
         };
@@ -576,7 +564,7 @@ impl Worker {
         }
     }
 
-    /// What a relay event did: its new ops are filed, or the pair is done.
+    /// What an event of a TLS pair did: its new ops are filed, or the pair is done.
     fn tls_outcome(&mut self, k: usize, o: Outcome) {
         match o {
             Outcome::Going => {
