@@ -118,3 +118,72 @@ else:
 assert "placement" in doc["machine"] and "peers" in doc["machine"], doc["machine"]
 print(f"bench smoke: {len(rows)} result rows, all methods verified, JSON ok")
 PY
+
+# The latency study (--latency), a slice of it: each scenario's baseline and ferry, one
+# run a point, 4 KiB, 8 connections. Every point has the floor and each subject at the
+# three rates; the histograms decode as HdrHistogram V2 (compressed) with the counts
+# the percentiles were taken from.
+start=$(date +%s)
+methods=(--method sendfile --method engine-local --method nginx --method ferry-serve
+         --method haproxy --method ferry-proxy)
+"$bin" bench --latency --quick --runs 1 --size 4K --connections 8 "${methods[@]}" \
+    --json "$out/latency.json" --plot "$out/latency.svg" | tee "$out/latency.txt"
+echo "bench --latency --quick slice took $(( $(date +%s) - start ))s" >&2
+grep -q "<svg" "$out/latency.svg"
+python3 - "$out/latency.json" <<'PY'
+import base64, json, struct, sys, zlib
+doc = json.load(open(sys.argv[1]))
+assert doc["version"] == 1 and isinstance(doc["machine"], dict)
+lat = doc["latency"]
+peers = {p["program"]: p["path"] for p in doc["machine"]["peers"]}
+want = {"request-response": {"floor", "sendfile", "engine-local"}}
+if peers.get("nginx"):
+    want["http-static"] = {"floor", "nginx", "ferry-serve"}
+else:
+    print("latency smoke: nginx absent: http-static not measured")
+if peers.get("haproxy") and peers.get("nginx"):
+    want["tcp-proxy"] = {"floor", "haproxy", "ferry-proxy"}
+else:
+    print("latency smoke: haproxy or nginx absent: tcp-proxy not measured")
+
+def counts(text):
+    """Total count of an HdrHistogram V2 compressed encoding (base64)."""
+    raw = base64.b64decode(text)
+    cookie, length = struct.unpack(">iI", raw[:8])
+    assert cookie & 0xffffffff == 0x1c849314, hex(cookie)
+    inner = zlib.decompress(raw[8:8 + length])
+    assert struct.unpack(">I", inner[:4])[0] == 0x1c849313
+    payload = struct.unpack(">I", inner[4:8])[0]
+    body, i, total = inner[40:40 + payload], 0, 0
+    while i < len(body):  # ZigZag LEB128; negative = a run of empty buckets
+        v, shift = 0, 0
+        while True:
+            b = body[i]; i += 1
+            v |= (b & 0x7f) << shift; shift += 7
+            if b < 0x80:
+                break
+        v = (v >> 1) ^ -(v & 1)
+        total += max(v, 0)
+    return total
+
+seen = {}
+for p in lat["points"]:
+    seen.setdefault(p["scenario"], {}).setdefault(p["subject"], set()).add(p["fraction_of_peak"])
+    assert p["errors"] == 0, p["runs"][0]["first_error"]
+    assert p["achieved_per_sec"] > 0 and p["offered_per_sec"] > 0, p
+    c = p["corrected"]
+    assert 0 < c["p50_us"] <= c["p99_us"] <= c["p999_us"] <= c["max_us"], c
+    assert counts(p["histogram_corrected"]) == c["count"] > 0, p["subject"]
+    for r in p["runs"]:
+        assert counts(r["histogram_corrected"]) == r["corrected"]["count"] == r["requests"]
+        assert counts(r["histogram_from_send"]) == r["requests"]
+    if p["subject"] == p["rates_from"]:
+        assert p["verdict_p99"] == "baseline", p
+for s, subjects in want.items():
+    assert set(seen.get(s, {})) == subjects, (s, seen.get(s))
+    for subj, fr in seen[s].items():
+        assert sorted(fr) == [0.5, 0.8, 0.95], (s, subj, fr)
+peaks = {(k["scenario"], k["method"]) for k in lat["peaks"] if k["baseline"]}
+assert {s for s, _ in peaks} == set(want), peaks
+print(f"latency smoke: {len(lat['points'])} points, histograms decode, JSON ok")
+PY

@@ -125,6 +125,12 @@ impl Servers {
         })
     }
 
+    /// The address and process id of `m`'s server.
+    pub fn target(&self, m: Method) -> io::Result<(std::net::SocketAddr, u32)> {
+        let peer = self.peer(m)?;
+        Ok((peer.addr, peer.child.id()))
+    }
+
     fn peer(&self, m: Method) -> io::Result<&Peer> {
         match m {
             Method::Nginx | Method::NginxTls => self.nginx.as_ref(),

@@ -10,9 +10,11 @@ mod https;
 mod idle;
 mod idle_case;
 mod idle_report;
+mod latency;
 mod paced;
 mod paced_table;
 mod peers;
+mod percentile_chart;
 mod progress;
 mod report;
 mod rr;
@@ -47,6 +49,8 @@ pub struct Options {
     pub runs: Option<usize>,
     /// Run the request-response server and load generator on different CPUs.
     pub pin: bool,
+    /// The latency study (`latency`) instead of the closed-loop tables.
+    pub latency: bool,
 }
 
 /// The two engines, built once; an engine that cannot be built is a reason string.
@@ -186,6 +190,25 @@ fn idle_counts(o: &Options) -> Vec<usize> {
     vec![(if o.quick { 1000 } else { 4000 }).min(most).max(1)]
 }
 
+/// The built-in data file of `size` bytes (pattern bytes, in the page cache) and its
+/// checksum, written on first use into `dir`.
+fn data_file(
+    files: &mut BTreeMap<u64, (PathBuf, Checksum)>,
+    dir: &std::path::Path,
+    size: u64,
+    progress: &mut progress::Progress,
+) -> io::Result<(PathBuf, Checksum)> {
+    if let Some(f) = files.get(&size) {
+        return Ok(f.clone());
+    }
+    progress.note(&format!("writing {} of test data", table::size_name(size)));
+    let p = dir.join(format!("data-{size}"));
+    common::make_file(&p, size, size)?;
+    let sum = Checksum::of_file(&p, 0, size)?;
+    files.insert(size, (p.clone(), sum));
+    Ok((p, sum))
+}
+
 /// Runs the benchmark and prints/writes the reports.
 pub fn run(o: &Options) -> io::Result<()> {
     // Every process of the benchmark (peers included: they inherit it) may use the
@@ -216,7 +239,7 @@ pub fn run(o: &Options) -> io::Result<()> {
                 format!("--plot {}: the file name must end in .svg", p.display()),
             ));
         }
-        if !o.scenarios.contains(&Scenario::RequestResponse) {
+        if !o.latency && !o.scenarios.contains(&Scenario::RequestResponse) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "--plot: needs the request-response scenario (latency curves)",
@@ -286,6 +309,9 @@ pub fn run(o: &Options) -> io::Result<()> {
         placement,
     );
     ctx.print();
+    if o.latency {
+        return latency::run(o, &engines, dir.path(), ctx.json());
+    }
     table::print_legend(runs);
     let cases = cases(o);
     let steps: usize = cases
@@ -318,17 +344,7 @@ pub fn run(o: &Options) -> io::Result<()> {
         let data = if case.scenario == Scenario::SocketToSocket {
             None
         } else {
-            if let std::collections::btree_map::Entry::Vacant(slot) = files.entry(case.size) {
-                progress.note(&format!(
-                    "writing {} of test data",
-                    table::size_name(case.size)
-                ));
-                let p = dir.path().join(format!("data-{}", case.size));
-                common::make_file(&p, case.size, case.size)?;
-                let sum = Checksum::of_file(&p, 0, case.size)?;
-                slot.insert((p, sum));
-            }
-            files.get(&case.size).cloned()
+            Some(data_file(&mut files, dir.path(), case.size, &mut progress)?)
         };
         if case.scenario == Scenario::Connections {
             let (path, sum) = data.as_ref().expect("data");

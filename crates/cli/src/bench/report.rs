@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
 
+use hdrhistogram::Histogram;
 use serde_json::{json, Value};
+
+use super::percentile_chart::{write_svg, Chart};
 
 use super::common::{Method, Scenario};
 use super::stats::{merged, Summary};
@@ -120,10 +123,16 @@ pub fn write_plot(
     path: &Path,
     results: &[(Case, BTreeMap<Method, MethodOutcome>)],
 ) -> io::Result<()> {
-    use plotters::prelude::*;
     let rr: Vec<_> = results
         .iter()
         .filter(|(c, _)| c.scenario == Scenario::RequestResponse)
+        .map(|(case, per)| {
+            let hists: Vec<(Method, Histogram<u64>)> = per
+                .iter()
+                .filter_map(|(m, o)| Some((*m, merged(o)?)))
+                .collect();
+            (case, hists)
+        })
         .collect();
     if rr.is_empty() {
         return Err(io::Error::new(
@@ -131,83 +140,21 @@ pub fn write_plot(
             "--plot: no request-response case was run",
         ));
     }
-    let cols = 2usize.min(rr.len());
-    let rows = rr.len().div_ceil(cols);
-    let root = SVGBackend::new(path, (640 * cols as u32, 420 * rows as u32)).into_drawing_area();
-    root.fill(&WHITE).map_err(io::Error::other)?;
-    let palette = [&RED, &BLUE, &GREEN, &MAGENTA, &CYAN, &BLACK];
-    // x = log10(1 / (1 - p)): 0 → 0%, 1 → 90%, 2 → 99%, 3 → 99.9%, 4 → 99.99%
-    let xmax = 4.0f64;
-    for ((case, per), area) in rr.iter().zip(root.split_evenly((rows, cols))) {
-        let curves: Vec<(Method, Vec<(f64, f64)>)> = per
-            .iter()
-            .filter_map(|(m, o)| {
-                let h = merged(o)?;
-                if h.is_empty() {
-                    return None;
-                }
-                let pts = (0..=400)
-                    .map(|i| {
-                        let x = i as f64 * xmax / 400.0;
-                        let q = 1.0 - 10f64.powf(-x);
-                        (x, h.value_at_quantile(q.min(1.0)) as f64)
-                    })
-                    .collect();
-                Some((*m, pts))
-            })
-            .collect();
-        let ymax = curves
-            .iter()
-            .flat_map(|(_, p)| p.iter().map(|&(_, y)| y))
-            .fold(1.0, f64::max)
-            * 1.5;
-        let title = format!(
-            "request-response {} x{} (latency, µs)",
-            size_name(case.size),
-            case.connections
-        );
-        let mut chart = ChartBuilder::on(&area)
-            .caption(title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..xmax, (1f64..ymax).log_scale())
-            .map_err(io::Error::other)?;
-        chart
-            .configure_mesh()
-            .x_desc("percentile")
-            .y_desc("µs")
-            .x_labels(5)
-            .x_label_formatter(&|x| match x.round() as i64 {
-                0 => "0%".into(),
-                1 => "90%".into(),
-                2 => "99%".into(),
-                3 => "99.9%".into(),
-                4 => "99.99%".into(),
-                _ => String::new(),
-            })
-            .draw()
-            .map_err(io::Error::other)?;
-        for (i, (m, pts)) in curves.into_iter().enumerate() {
-            let color = palette[i % palette.len()];
-            chart
-                .draw_series(LineSeries::new(pts, color.stroke_width(2)))
-                .map_err(io::Error::other)?
-                .label(m.name())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(io::Error::other)?;
-    }
-    root.present().map_err(io::Error::other)?;
-    Ok(())
+    let charts: Vec<Chart> = rr
+        .iter()
+        .map(|(case, hists)| Chart {
+            title: format!(
+                "request-response {} x{} (closed loop, latency µs)",
+                size_name(case.size),
+                case.connections
+            ),
+            lines: hists
+                .iter()
+                .map(|(m, h)| (m.name().to_string(), h))
+                .collect(),
+        })
+        .collect();
+    write_svg(path, &charts)
 }
 
 #[cfg(test)]

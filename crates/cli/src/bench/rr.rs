@@ -41,6 +41,27 @@ pub fn request_response(
     pin: bool,
     pace: Option<u32>,
 ) -> io::Result<RunResult> {
+    with_server(method, path, size, conns, engines, pin, |addr| {
+        let cpu0 = cpu_time(false);
+        let mut r = client(addr, conns, size, duration, expect, pace)?;
+        let cpu_total = (cpu_time(false) - cpu0).as_secs_f64();
+        r.cpu_secs = (cpu_total - r.cpu_secs).max(0.0); // minus the client's own CPU
+        Ok(r)
+    })
+}
+
+/// Runs `method`'s server for `conns` connections (on CPU 0 with `pin`) while `client`
+/// runs on a thread of its own (on CPU 1 with `pin`) with the server's address; the
+/// server ends when the client has closed all of them.
+pub(super) fn with_server<T: Send>(
+    method: Method,
+    path: &std::path::Path,
+    size: u64,
+    conns: usize,
+    engines: &Engines,
+    pin: bool,
+    client: impl FnOnce(SocketAddr) -> io::Result<T> + Send,
+) -> io::Result<T> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let file = Arc::new(File::open(path)?);
@@ -62,22 +83,19 @@ pub fn request_response(
                     _ => serve(method, listener, file, size, conns, engine),
                 }
             })?;
-        let cpu0 = cpu_time(false);
         let res = std::thread::Builder::new()
             .name("rr-client".into())
             .spawn_scoped(s, || {
                 if pin {
                     pin_to_cpu(1)?;
                 }
-                client(addr, conns, size, duration, expect, pace)
+                client(addr)
             })?
             .join()
             .map_err(|_| fail("client panicked"))?;
         let srv = server.join().map_err(|_| fail("server panicked"))?;
-        let cpu_total = (cpu_time(false) - cpu0).as_secs_f64();
-        let mut r = res?;
+        let r = res?;
         srv?;
-        r.cpu_secs = (cpu_total - r.cpu_secs).max(0.0); // minus the client's own CPU
         Ok(r)
     })
 }

@@ -142,6 +142,12 @@ impl Proxies {
         }
     }
 
+    /// `m` in front of the HTTP origin (started on first use).
+    pub fn http_front(&mut self, m: Method) -> io::Result<&Peer> {
+        let origin = self.http_origin.as_ref().map_err(|e| fail(e.clone()))?.addr;
+        self.front(m, origin)
+    }
+
     /// One run of `m` on a case: verify (`expect`) or measure.
     pub fn run(
         &mut self,
@@ -156,10 +162,10 @@ impl Proxies {
             let front = self.front(m, origin)?;
             return bulk(front, size, expect);
         }
-        let origin = self.http_origin.as_ref().map_err(|e| fail(e.clone()))?.addr;
         let pin = self.pin;
         let wrk = self.wrk.clone().map_err(fail)?;
-        self.front(m, origin)?;
+        self.http_front(m)?;
+        let origin = self.http_origin.as_ref().map_err(|e| fail(e.clone()))?.addr;
         let front = self.fronts[&(origin, m)]
             .as_ref()
             .map_err(|e| fail(e.clone()))?;
