@@ -50,7 +50,7 @@ pub fn print_legend(runs: usize) {
          \x20                   server's cost including work it leaves to peers and kernel\n\
          \x20 verdict           win or loss only when every run beat (or lost to) every\n\
          \x20                   baseline run; otherwise tie (a difference within the noise)\n\
-         \x20 p50 … max µs      request latency, request to last byte (request-response;\n\
+         \x20 p50 … max µs      closed-loop request latency, request to last byte (request-response;\n\
          \x20                   http-static: wrk's closed-loop figures, which understate\n\
          \x20                   tails, and no p99.9; \"-\" when there were too few requests)\n\
          \x20 light load        (one connection, bodies up to 64 KiB) the same methods asked\n\
@@ -105,6 +105,10 @@ pub fn print_case(
         }
     };
     if rr {
+        println!(
+            "  latency columns: closed loop (each connection waits for its answer; tails \
+             understated: `ferry bench --latency` offers a fixed rate)"
+        );
         let head = format!(
             "  {:<16} {:>10} {:>19} {:>6} {:>8} {:>7} {:>7} {:>8} {:>7} {:>10} {:>11} {:>7}  {:<8}{mhead}",
             "method",

@@ -51,8 +51,30 @@ pub struct Load<'a> {
     /// number of connections); else the run fails (the in-process request-response
     /// servers accept exactly N).
     pub reconnect: bool,
-    /// The process whose CPU time over the window is measured (the server), if any.
-    pub cpu_of: Option<u32>,
+    /// Whose CPU time over the window is measured (the server), if anyone's.
+    pub cpu_of: Option<CpuOf>,
+}
+
+/// A server's threads, for their time on CPU.
+#[derive(Debug, Clone, Copy)]
+pub enum CpuOf {
+    /// Every thread of a process.
+    Process(u32),
+    /// One thread of this process.
+    Thread(i32),
+}
+
+impl CpuOf {
+    fn read(self) -> Option<Duration> {
+        match self {
+            CpuOf::Process(pid) => super::super::paced::process_cpu_ns(pid).ok(),
+            CpuOf::Thread(tid) => {
+                let s = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
+                let ns = s.split_whitespace().next()?.parse().ok()?;
+                Some(Duration::from_nanos(ns))
+            }
+        }
+    }
 }
 
 /// What one run measured; latencies in µs, of the requests planned in the window.
@@ -76,7 +98,7 @@ pub struct Measured {
     pub secs: f64,
     /// CPU time of the generator's thread in the window.
     pub cpu_secs: f64,
-    /// CPU time of process [`Load::cpu_of`] from the window's start to the run's end.
+    /// CPU time of [`Load::cpu_of`] from the window's start to the run's end.
     pub server_cpu_secs: Option<f64>,
     /// The first failure, for the report.
     pub first_error: Option<String>,
@@ -233,12 +255,11 @@ impl<'a> Generator<'a> {
         let mut armed: Option<u64> = None;
         let mut cpu0 = None;
         let mut server0 = None;
-        let server_cpu = |pid| super::super::paced::process_cpu_ns(pid).ok();
         loop {
             let now = now_ns();
             if cpu0.is_none() && now >= self.window.0 {
                 cpu0 = Some(cpu_time(true));
-                server0 = self.load.cpu_of.and_then(server_cpu);
+                server0 = self.load.cpu_of.and_then(CpuOf::read);
             }
             while let Some(&Reverse((at, i))) = self.due.peek() {
                 if at > now {
@@ -250,10 +271,14 @@ impl<'a> Generator<'a> {
             if self.active == 0 || now >= drain_end {
                 break;
             }
-            let wake = self.due.peek().map(|r| r.0 .0);
-            if let Some(at) = wake.filter(|_| wake != armed) {
-                self.alarm.set(at)?;
-                armed = wake;
+            // The alarm is set again only to ring earlier than it will (or after it rang):
+            // one `timerfd_settime` per ring, not per request. Ringing early costs a
+            // wake-up that finds nothing due.
+            if let Some(at) = self.due.peek().map(|r| r.0 .0) {
+                if armed.is_none_or(|a| at < a) {
+                    self.alarm.set(at)?;
+                    armed = Some(at);
+                }
             }
             let timeout = Duration::from_nanos((drain_end - now).min(1_000_000_000));
             match self.poll.poll(&mut events, Some(timeout)) {
@@ -283,7 +308,7 @@ impl<'a> Generator<'a> {
         }
         let end = cpu_time(true);
         self.m.cpu_secs = cpu0.map_or(0.0, |c| (end - c).as_secs_f64());
-        if let (Some(a), Some(b)) = (server0, self.load.cpu_of.and_then(server_cpu)) {
+        if let (Some(a), Some(b)) = (server0, self.load.cpu_of.and_then(CpuOf::read)) {
             self.m.server_cpu_secs = Some(b.saturating_sub(a).as_secs_f64());
         }
         // What the server never answered in time.
@@ -384,7 +409,10 @@ impl<'a> Generator<'a> {
                 ));
             }
             if c.reader.feed(self.load.protocol, &buf[..n])? == Fed::Whole {
-                self.answered(i, now_ns())?;
+                // Nothing more is due on this connection until its next request: no
+                // read to learn `EAGAIN` (epoll reports bytes that arrive later anew, and
+                // the next read finds any that should not have come).
+                return self.answered(i, now_ns());
             }
         }
     }
@@ -567,7 +595,7 @@ mod tests {
             measure: Duration::from_millis(400),
             protocol: &proto,
             reconnect: false,
-            cpu_of: Some(std::process::id()),
+            cpu_of: Some(CpuOf::Thread(floor.tid())),
         };
         let m = run(&load).unwrap();
         assert!(m.requests > 100, "{}", m.requests);
@@ -596,7 +624,7 @@ mod tests {
             measure: Duration::from_millis(300),
             protocol: &http,
             reconnect: false,
-            cpu_of: Some(std::process::id()),
+            cpu_of: None,
         };
         let e = run(&load).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");

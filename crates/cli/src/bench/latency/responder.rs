@@ -1,12 +1,16 @@
 //! The generator's floor: a trivial responder that answers every request with the
-//! same bytes from memory (no file, no parsing beyond counting requests), one thread,
-//! one `epoll`. What latency the generator measures against it, at a rate, is the
-//! generator's and the loopback's own; no subject can do better. For the test of the
-//! generator it can also stall once, as a server pausing in the middle of a run.
+//! same bytes (no parsing beyond counting requests), one thread, one `epoll`. The
+//! answer sits in a memfd and leaves by `sendfile` (no copy through user space, as
+//! cheap per byte as any subject; a `write` of 64 KiB answers fell behind the rates
+//! `sendfile` servers carry). What latency the generator measures against it, at a
+//! rate, is the generator's and the loopback's own while the responder has CPU to
+//! spare — its CPU per answer is reported to tell. For the test of the generator it
+//! can also stall once, as a server pausing in the middle of a run.
 
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -35,6 +39,8 @@ pub struct Responder {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
     waker: Arc<Waker>,
+    /// The responding thread's id (0 until it started), for its CPU time.
+    tid: Arc<AtomicI32>,
     thread: Option<JoinHandle<io::Result<u64>>>,
 }
 
@@ -56,25 +62,41 @@ impl Responder {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), STOP)?);
         let stop = Arc::new(AtomicBool::new(false));
-        let (proto, flag) = (proto.clone(), stop.clone());
+        let tid = Arc::new(AtomicI32::new(0));
+        let answer = answer_file(&proto.answer())?;
+        let (proto, flag, id) = (proto.clone(), stop.clone(), tid.clone());
         let thread = std::thread::Builder::new()
             .name("bench-floor".into())
             .spawn(move || {
+                id.store(
+                    rustix::thread::gettid().as_raw_nonzero().get(),
+                    Ordering::Release,
+                );
                 if let Some(cpu) = cpu {
                     super::super::rr::pin_to_cpu(cpu)?;
                 }
-                serve(poll, TcpListener::from_std(listener), &proto, stall, &flag)
+                let l = TcpListener::from_std(listener);
+                serve(poll, l, &proto, &answer, stall, &flag)
             })?;
+        while tid.load(Ordering::Acquire) == 0 && !thread.is_finished() {
+            std::thread::yield_now();
+        }
         Ok(Responder {
             addr,
             stop,
             waker,
+            tid,
             thread: Some(thread),
         })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The thread that answers (its CPU time is the floor's).
+    pub fn tid(&self) -> i32 {
+        self.tid.load(Ordering::Acquire)
     }
 
     /// Stops it; how many answers it wrote, or how it failed.
@@ -100,14 +122,23 @@ impl Drop for Responder {
     }
 }
 
+/// The answer's bytes in a memfd (memory, no disk), for `sendfile`.
+fn answer_file(bytes: &[u8]) -> io::Result<File> {
+    let fd = rustix::fs::memfd_create("ferry-floor", rustix::fs::MemfdFlags::CLOEXEC)?;
+    let mut f = File::from(fd);
+    f.write_all(bytes)?;
+    Ok(f)
+}
+
 fn serve(
     mut poll: Poll,
     mut listener: TcpListener,
     proto: &Protocol,
+    answer: &File,
     mut stall: Option<Stall>,
     stop: &AtomicBool,
 ) -> io::Result<u64> {
-    let answer = proto.answer();
+    let len = answer.metadata()?.len() as usize;
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
     let mut peers: Slab<Peer> = Slab::new();
@@ -146,7 +177,7 @@ fn serve(
                 },
                 Token(k) => {
                     let Some(p) = peers.get_mut(k) else { continue };
-                    let open = p.progress(proto, &answer, &mut buf, &mut answers);
+                    let open = p.progress(proto, (answer, len), &mut buf, &mut answers);
                     if !open {
                         let mut p = peers.remove(k);
                         let _ = poll.registry().deregister(&mut p.sock);
@@ -167,7 +198,7 @@ impl Peer {
     fn progress(
         &mut self,
         proto: &Protocol,
-        answer: &[u8],
+        (answer, len): (&File, usize),
         buf: &mut [u8],
         answers: &mut u64,
     ) -> bool {
@@ -181,10 +212,12 @@ impl Peer {
             }
         }
         while self.owed > 0 {
-            match self.sock.write(&answer[self.written..]) {
+            let at = Some(self.written as u64);
+            match ferry_compat::sendfile(&self.sock, answer, at, len - self.written) {
+                Ok(0) => return false,
                 Ok(n) => {
                     self.written += n;
-                    if self.written == answer.len() {
+                    if self.written == len {
                         self.written = 0;
                         self.owed -= 1;
                         *answers += 1;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::super::common::{fail, Checksum, Method, Scenario};
 use super::super::{http, rr, tcp_proxy, Engines};
 use super::answer::Protocol;
-use super::generator::{self, Load, Measured};
+use super::generator::{self, CpuOf, Load, Measured};
 use super::responder::Responder;
 
 /// Who answers the generator.
@@ -114,7 +114,7 @@ impl<'a> Servers<'a> {
         pace: Pace,
     ) -> io::Result<Measured> {
         let proto = protocol(self.scenario, size);
-        let load = |addr: SocketAddr, reconnect: bool, cpu_of: Option<u32>| Load {
+        let load = |addr: SocketAddr, reconnect: bool, cpu_of: Option<CpuOf>| Load {
             addr,
             connections,
             rate: pace.rate,
@@ -126,26 +126,27 @@ impl<'a> Servers<'a> {
         };
         let pin = self.pin;
         let target = match (who, self.scenario) {
-            (Subject::Floor, _) => Some((floor.addr(), None)),
+            (Subject::Floor, _) => Some((floor.addr(), CpuOf::Thread(floor.tid()))),
             (Subject::Method(m), Scenario::HttpStatic) => {
                 let (addr, pid) = self.http.as_ref().expect("started").target(m)?;
-                Some((addr, Some(pid)))
+                Some((addr, CpuOf::Process(pid)))
             }
             (Subject::Method(m), Scenario::TcpProxy) => {
                 let front = self.proxies.as_mut().expect("started").http_front(m)?;
-                Some((front.addr, Some(front.child.id())))
+                Some((front.addr, CpuOf::Process(front.child.id())))
             }
             _ => None,
         };
-        if let Some((addr, pid)) = target {
-            return on_generator_cpu(pin, || generator::run(&load(addr, true, pid)));
+        if let Some((addr, cpu)) = target {
+            return on_generator_cpu(pin, || generator::run(&load(addr, true, Some(cpu))));
         }
         let Subject::Method(m) = who else {
             unreachable!("the floor has a target")
         };
         // An in-process server: its CPU is this process's minus the generator thread's.
         rr::with_server(m, data, size, connections, self.engines, pin, |addr| {
-            let mut r = generator::run(&load(addr, false, Some(std::process::id())))?;
+            let own = Some(CpuOf::Process(std::process::id()));
+            let mut r = generator::run(&load(addr, false, own))?;
             r.server_cpu_secs = r.server_cpu_secs.map(|c| (c - r.cpu_secs).max(0.0));
             Ok(r)
         })

@@ -64,6 +64,16 @@ impl Point {
         median(self.runs.iter().map(Measured::achieved).collect())
     }
 
+    /// How busy the generator's thread was (of one CPU), median of the runs.
+    fn generator_busy(&self) -> f64 {
+        median(
+            self.runs
+                .iter()
+                .map(|r| r.cpu_secs / r.secs.max(1e-9))
+                .collect(),
+        )
+    }
+
     fn errors(&self) -> u64 {
         self.runs.iter().map(|r| r.errors + r.unanswered).sum()
     }
@@ -127,14 +137,18 @@ fn us(v: u64) -> String {
 
 pub fn print_legend(secs: f64, warmup: f64, quick: bool) {
     println!(
-        "How to read the latency tables: the load generator (docs/benchmarks.md, \"Latency\")\n\
+        "How to read the latency tables: the load generator (docs/latency.md)\n\
          sends at a fixed rate whatever the server does, each connection's requests N/rate apart\n\
          on a schedule; a late answer delays the connection's next request, whose latency is\n\
          still counted from its planned time (coordinated omission corrected). Each point runs\n\
          {warmup} s unrecorded, then {secs} s recorded{0}; subjects interleave at each rate.\n\
          \x20 offered        requests a second asked for: a fraction of the closed-loop peak of\n\
          \x20                the baseline (the best syscall method; nginx; HAProxy), measured first\n\
-         \x20 req/s          answers a second achieved (median of runs): below offered = behind\n\
+         \x20 req/s          answers a second achieved (median of runs); * = more than 2 % below\n\
+         \x20                offered: the subject fell behind, its queue grew during the run and\n\
+         \x20                its tail is that queue\n\
+         \x20 gen %          the generator thread's CPU (of one; the kernel's TCP work for its\n\
+         \x20                sockets included): near 100 % it is itself a queue in the tail\n\
          \x20 lag p99/max    how late the generator itself wrote requests (µs): it kept the\n\
          \x20                rate where these are small\n\
          \x20 p50 … max      latency from each request's planned time to its answer's last\n\
@@ -142,12 +156,13 @@ pub fn print_legend(secs: f64, warmup: f64, quick: bool) {
          \x20 sent p99.9     the same answers timed from when their requests were written: what\n\
          \x20                a closed-loop tool would report\n\
          \x20 CPU µs/req     the server's CPU per answer (process; in-process servers: minus\n\
-         \x20                the generator's thread)\n\
+         \x20                the generator's thread; the floor: its thread)\n\
          \x20 err            failed or unanswered requests\n\
          \x20 p99 / p99.9    win or loss against the baseline only when every run beat (lost\n\
          \x20                to) every baseline run; else tie\n\
-         \x20 floor          a trivial responder (answers from memory): the generator's own\n\
-         \x20                latency at that rate; no server can do better",
+         \x20 floor          a trivial responder (one answer from a memfd by sendfile): the\n\
+         \x20                generator's own latency at that rate, while the responder has\n\
+         \x20                CPU to spare",
         if quick { " (--quick: too short for stable tails)" } else { "" }
     );
     println!();
@@ -167,8 +182,8 @@ pub fn print(points: &[&Point]) {
         first.runs.len()
     );
     println!(
-        "  {:<16} {:>8} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>4}  p99 / p99.9",
-        "subject", "req/s", "lag p99", "lag max", "p50", "p90", "p99", "p99.9", "p99.99", "max",
+        "  {:<16} {:>8} {:>5} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>10} {:>10} {:>4}  p99 / p99.9",
+        "subject", "req/s", "gen %", "lag p99", "lag max", "p50", "p90", "p99", "p99.9", "p99.99", "max",
         "sent p99.9", "CPU µs/req", "err"
     );
     let base = points
@@ -180,10 +195,16 @@ pub fn print(points: &[&Point]) {
         let q = |q: f64| us(h.value_at_quantile(q));
         let [v99, v999] = verdicts(p, base);
         let v = |v: Option<Verdict>| v.map_or("-", Verdict::name);
+        let behind = if p.achieved() < 0.98 * p.offered {
+            "*"
+        } else {
+            " "
+        };
         println!(
-            "  {:<16} {:>8.0} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>4}  {} / {}",
+            "  {:<16} {:>8.0}{behind}{:>5.0} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>10} {:>10} {:>4}  {} / {}",
             p.subject.name(),
             p.achieved(),
+            p.generator_busy() * 100.0,
             us(lag.value_at_quantile(0.99)),
             us(lag.max()),
             q(0.5),
@@ -203,12 +224,23 @@ pub fn print(points: &[&Point]) {
         }
     }
     if let Some(floor) = points.iter().find(|p| p.subject == Subject::Floor) {
-        let lag = floor.lag();
-        if lag.value_at_quantile(0.99) > 1000 || floor.achieved() < 0.97 * floor.offered {
+        let lag = floor.lag().value_at_quantile(0.99);
+        let busy = floor.generator_busy();
+        if lag > 1000 {
             println!(
-                "  note: the generator did not keep this rate against the floor (lag p99 {} µs, \
-                 {:.0} of {:.0} req/s): read the rows as the generator's limit",
-                lag.value_at_quantile(0.99),
+                "  note: the generator fell behind its own schedule at this rate (lag p99 \
+                 {lag} µs against the floor): these rows are bounded by the generator"
+            );
+        } else if busy > 0.9 {
+            println!(
+                "  note: the generator's thread was {:.0} % busy against the floor: answers wait \
+                 to be read, and the tails above include that wait",
+                busy * 100.0
+            );
+        } else if floor.achieved() < 0.98 * floor.offered {
+            println!(
+                "  note: the floor responder could not carry this rate ({:.0} of {:.0} req/s): \
+                 here it is no floor, only one more plain epoll + sendfile server",
                 floor.achieved(),
                 floor.offered
             );
@@ -269,6 +301,7 @@ pub fn json_point(p: &Point, all: &[&Point]) -> io::Result<Value> {
         "corrected": percentiles(&corrected),
         "from_send": percentiles(&p.sent()),
         "generator_lag": percentiles(&p.lag()),
+        "generator_busy": p.generator_busy(),
         "server_cpu_us_per_request": p.cpu_us(),
         "errors": p.errors(),
         "verdict_p99": v99.map(Verdict::name),
