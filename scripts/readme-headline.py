@@ -9,7 +9,11 @@ ferry's best method, their ratio, CPU against the baseline, and the verdict. Not
 picked by hand.
 """
 import json
+import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_names import size  # noqa: E402
 
 SCENARIO = {
     "file-to-socket": "file → socket",
@@ -20,14 +24,6 @@ SCENARIO = {
     "tcp-proxy": "TCP proxy",
 }
 FERRY = {"engine-uring", "engine-blocking", "engine-local", "ferry-serve", "ferry-proxy"}
-
-
-def size(b):
-    if b >= 1 << 20 and b % (1 << 20) == 0:
-        return f"{b >> 20} MiB"
-    if b >= 1 << 10 and b % (1 << 10) == 0:
-        return f"{b >> 10} KiB"
-    return f"{b} B"
 
 
 def figure(r):

@@ -209,6 +209,20 @@ fn data_file(
     Ok((p, sum))
 }
 
+/// The error that ends the bench when `m` delivered wrong bytes in `case`.
+fn verification_failed(case: &Case, m: Method, e: &io::Error) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "VERIFICATION FAILED: {} / {} / {} bytes x{}: {e}",
+            case.scenario.name(),
+            m.name(),
+            case.size,
+            case.connections
+        ),
+    )
+}
+
 /// Runs the benchmark and prints/writes the reports.
 pub fn run(o: &Options) -> io::Result<()> {
     // Every process of the benchmark (peers included: they inherit it) may use the
@@ -536,16 +550,7 @@ pub fn run(o: &Options) -> io::Result<()> {
                             || e.to_string().contains("arrived") =>
                     {
                         progress.finish();
-                        return Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            format!(
-                                "VERIFICATION FAILED: {} / {} / {} bytes x{}: {e}",
-                                case.scenario.name(),
-                                m.name(),
-                                case.size,
-                                case.connections
-                            ),
-                        ));
+                        return Err(verification_failed(case, m, &e));
                     }
                     Err(e) => {
                         per.insert(m, MethodOutcome::Skipped(format!("unavailable: {e}")));
@@ -616,27 +621,19 @@ pub fn run(o: &Options) -> io::Result<()> {
     // The two outputs are independent: one failing does not skip the other.
     let mut failed = Vec::new();
     if let Some(path) = &o.json {
-        match report::write_json(
+        let r = report::write_json(
             path,
             ctx.json(),
             &summaries,
             &results,
             idle_rows,
             paced_json,
-        ) {
-            Ok(()) => println!("wrote {}", path.display()),
-            Err(e) => failed.push(format!("--json {}: {e}", path.display())),
-        }
+        );
+        report::written("--json", path, r, &mut failed);
     }
     if let Some(path) = &o.plot {
-        match report::write_plot(path, &results) {
-            Ok(()) => println!("wrote {}", path.display()),
-            Err(e) => failed.push(format!("--plot {}: {e}", path.display())),
-        }
+        let r = report::write_plot(path, &results);
+        report::written("--plot", path, r, &mut failed);
     }
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(io::Error::other(failed.join("; ")))
-    }
+    report::all_written(failed)
 }

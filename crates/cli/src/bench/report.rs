@@ -48,6 +48,24 @@ pub fn check_writable(flag: &str, path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Says that `flag`'s file `path` was written, or keeps why not in `failed`: the
+/// outputs are independent, one failing does not skip the other.
+pub fn written(flag: &str, path: &Path, r: io::Result<()>, failed: &mut Vec<String>) {
+    match r {
+        Ok(()) => println!("wrote {}", path.display()),
+        Err(e) => failed.push(format!("{flag} {}: {e}", path.display())),
+    }
+}
+
+/// Ok when every output was written, else one error naming each failure.
+pub fn all_written(failed: Vec<String>) -> io::Result<()> {
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(io::Error::other(failed.join("; ")))
+    }
+}
+
 pub fn write_json(
     path: &Path,
     machine: Value,

@@ -28,7 +28,7 @@ use super::percentile_chart::{write_svg, Chart};
 use super::progress::Progress;
 use super::stats::{is_baseline_candidate, median};
 use super::table::case_name;
-use super::{Case, Engines, Options};
+use super::{report, Case, Engines, Options};
 use subject::{Pace, Servers, Subject};
 use summary::Point;
 
@@ -157,7 +157,7 @@ pub fn run(o: &Options, engines: &Engines, dir: &Path, machine: Value) -> io::Re
                 Ok(()) => subjects.push(m),
                 Err(e) if e.kind() == io::ErrorKind::InvalidData => {
                     progress.finish();
-                    return Err(verification_failed(case, m, &e));
+                    return Err(super::verification_failed(case, m, &e));
                 }
                 Err(e) => not_run.push((m, e.to_string())),
             }
@@ -257,7 +257,7 @@ pub fn run(o: &Options, engines: &Engines, dir: &Path, machine: Value) -> io::Re
                                 Subject::Method(m) => m,
                                 Subject::Floor => baseline,
                             };
-                            return Err(verification_failed(case, m, &e));
+                            return Err(super::verification_failed(case, m, &e));
                         }
                         Err(e) => {
                             if let Subject::Method(m) = s {
@@ -296,19 +296,6 @@ pub fn run(o: &Options, engines: &Engines, dir: &Path, machine: Value) -> io::Re
     write_outputs(o, machine, &points, peaks)
 }
 
-fn verification_failed(case: &Case, m: Method, e: &io::Error) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!(
-            "VERIFICATION FAILED: {} / {} / {} bytes x{}: {e}",
-            case.scenario.name(),
-            m.name(),
-            case.size,
-            case.connections
-        ),
-    )
-}
-
 /// `--json` and `--plot`; one failing does not skip the other.
 fn write_outputs(
     o: &Options,
@@ -332,10 +319,7 @@ fn write_outputs(
                 serde_json::to_string_pretty(&doc).map_err(io::Error::other)
             })
             .and_then(|text| std::fs::write(path, text + "\n"));
-        match doc {
-            Ok(()) => println!("wrote {}", path.display()),
-            Err(e) => failed.push(format!("--json {}: {e}", path.display())),
-        }
+        report::written("--json", path, doc, &mut failed);
     }
     if let Some(path) = &o.plot {
         // One chart per case and rate, one line per subject.
@@ -362,14 +346,7 @@ fn write_outputs(
                 lines: h.iter().map(|(n, h)| (n.clone(), h)).collect(),
             })
             .collect();
-        match write_svg(path, &charts) {
-            Ok(()) => println!("wrote {}", path.display()),
-            Err(e) => failed.push(format!("--plot {}: {e}", path.display())),
-        }
+        report::written("--plot", path, write_svg(path, &charts), &mut failed);
     }
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(io::Error::other(failed.join("; ")))
-    }
+    report::all_written(failed)
 }
