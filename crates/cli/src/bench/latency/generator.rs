@@ -601,13 +601,10 @@ mod tests {
         assert!(m.requests > 100, "{}", m.requests);
         assert_eq!(m.corrected.len(), m.from_send.len());
         assert_eq!(m.corrected.max(), m.from_send.max());
-        // This process's CPU in the window: the responder's and the generator's.
+        // The responder's thread (its CPU alone, not the process's) worked in the
+        // window: a closed loop keeps it busy a good part of the 0.4 s.
         let cpu = m.server_cpu_secs.expect("read");
-        assert!(
-            cpu >= m.cpu_secs && cpu > 0.0,
-            "{cpu} s, generator {}",
-            m.cpu_secs
-        );
+        assert!(cpu > 0.01 && cpu < 1.0, "{cpu} s");
     }
 
     #[test]
