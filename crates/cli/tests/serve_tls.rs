@@ -200,7 +200,9 @@ fn a_plain_http_request_on_the_tls_port_gets_an_alert_and_a_close() {
 #[test]
 fn garbage_and_a_stalled_handshake_are_cut() {
     let cert = Cert::new();
-    let srv = start(&cert, &["--header-timeout", "1"]);
+    // 2 s: the last check's whole handshake must fit in it under the emulated CPU of
+    // the kernel-TLS VM too (with 1 s it sometimes did not: the server cut it, EPIPE).
+    let srv = start(&cert, &["--header-timeout", "2"]);
     // Garbage where a ClientHello should be.
     let mut s = srv.connect();
     let t0 = Instant::now();
@@ -222,7 +224,7 @@ fn garbage_and_a_stalled_handshake_are_cut() {
     let took = t0.elapsed();
     assert!(got.is_empty(), "nothing answered to half a hello: {got:?}");
     assert!(
-        took >= Duration::from_millis(700) && took < Duration::from_secs(5),
+        took >= Duration::from_millis(1700) && took < Duration::from_secs(8),
         "cut after the header timeout, took {took:?}"
     );
     // The server still serves.
